@@ -1,0 +1,1 @@
+"""The affectflow command line: the top layer, above flows/ and pipeline/."""

@@ -1,0 +1,5 @@
+import sys
+
+from affectflow.cli import main
+
+sys.exit(main())
