@@ -1,0 +1,103 @@
+"""Quick check that ARGF learns on real MOSI context features, honest-mosi protocol (valid only).
+
+Not the benchmark (that is bench/argf_mosi.py, engineer C): a self-contained loop so the model can be
+checked before the trainer exists. Usage:
+    .venv/bin/python bench/argf_sanity.py [PICKLE] [--epochs N] [--seeds 0 1 2] [--set key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score
+
+from models.base import Batch
+from models.registry import get_model
+
+HONEST_VALID = [9, 16, 18, 20, 22, 23, 26, 27, 29, 30]
+MODS = ("text", "audio", "video")
+DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mosi" / "unimodal_mosi_2way.dev.pickle"
+
+
+def load(path: Path) -> dict[str, tuple[dict[str, np.ndarray], np.ndarray]]:
+    try:
+        from pipeline.safe_pickle import safe_load  # engineer A's restricted unpickler
+    except ImportError:  # pragma: no cover - before it lands; the dev pickle is plain numpy arrays
+        import pickle
+
+        def safe_load(p):  # type: ignore[no-redef]
+            with open(p, "rb") as f:
+                return pickle.load(f, encoding="latin1")
+
+    d = safe_load(path)
+
+    def flat(section: str, videos: list[int] | None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        mask = d[f"{section}_mask"] > 0
+        if videos is not None:
+            keep = np.zeros(mask.shape[0], bool)
+            keep[videos] = True
+            mask = mask & keep[:, None]
+        x = {m: d[f"{m}_{section}"][mask].astype(np.float32) for m in MODS}
+        return x, d[f"{section}_label"][mask].argmax(-1)
+
+    return {"train": flat("train", None), "valid": flat("test", HONEST_VALID)}
+
+
+def to_batch(x: dict[str, np.ndarray], y: np.ndarray, idx: np.ndarray | None = None) -> Batch:
+    sel = slice(None) if idx is None else idx
+    return Batch({m: torch.from_numpy(x[m][sel]) for m in MODS}, torch.from_numpy(y[sel]).long())
+
+
+def run(data, cfg: dict, *, epochs: int, batch_size: int, seed: int) -> dict:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    (xtr, ytr), (xva, yva) = data["train"], data["valid"]
+    model = get_model("argf", dims={m: xtr[m].shape[1] for m in MODS}, n_classes=2, **cfg)
+    opts = model.make_optimizers()
+    valid = to_batch(xva, yva)
+    hist = []
+    t0 = time.perf_counter()
+    for _ep in range(epochs):
+        model.train()
+        perm = rng.permutation(len(ytr))
+        for i in range(0, len(perm) - 1, batch_size):  # drop a last batch of one (BatchNorm)
+            idx = perm[i : i + batch_size]
+            if len(idx) > 1:
+                model.training_step(to_batch(xtr, ytr, idx), opts)
+        pred = model.predict(valid)["logits"].argmax(-1).numpy()
+        hist.append((accuracy_score(yva, pred), f1_score(yva, pred, average="weighted")))
+    best = int(np.argmax([h[0] for h in hist]))
+    return {"seed": seed, "last_acc": hist[-1][0], "last_f1": hist[-1][1], "best_epoch": best + 1,
+            "best_acc": hist[best][0], "best_f1": hist[best][1], "seconds": time.perf_counter() - t0,
+            "curve": [round(h[0], 4) for h in hist]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("pickle", nargs="?", type=Path, default=DEFAULT)
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--set", nargs="*", default=[], help="ARGF config overrides, key=json-value")
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    cfg = {kv.split("=", 1)[0]: json.loads(kv.split("=", 1)[1]) for kv in a.set}
+    data = load(a.pickle)
+    (xtr, ytr), (xva, yva) = data["train"], data["valid"]
+    cat = lambda x: np.concatenate([x[m] for m in MODS], 1)  # noqa: E731
+    lr = LogisticRegression(max_iter=2000).fit(cat(xtr), ytr)
+    print(f"majority valid acc {max(yva.mean(), 1 - yva.mean()):.4f}; "
+          f"logistic regression valid acc {lr.score(cat(xva), yva):.4f}")
+    for seed in a.seeds:
+        r = run(data, cfg, epochs=a.epochs, batch_size=a.batch_size, seed=seed)
+        print(json.dumps({"cfg": cfg, **r}))
+
+
+if __name__ == "__main__":
+    main()
