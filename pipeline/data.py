@@ -1,0 +1,370 @@
+"""From the feature store to model-ready tensors.
+
+* ``features`` is one feature-set name (all its modalities) or a mapping modality -> feature set, so an
+  imported set and an extracted one can be combined. Rows are joined on ``segment_id``; the reference
+  rows (labels, splits, order) are those of the first modality's set, and a modality whose set lacks a
+  segment is *missing* for it (``Batch.present`` False), never zero data that looks real.
+* Each modality is standardised on TRAIN statistics only; the statistics are saved with the run and
+  reused unchanged for every other split (and for context features written later).
+* Utterance-level models get ``[N, D]`` tensors; video-level models (``input_kind == "video"``) get the
+  utterances of each video, ordered by ``segment_index``, padded to ``[V, U, D]`` with a ``mask``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import BaseModel
+
+from models.base import MODALITIES, Batch
+from pipeline.errors import InputError, SplitError, StoreError
+from pipeline.provenance import hash_json
+from pipeline.store import SPLITS, feature_set_path, list_feature_sets, read_feature_set, read_meta
+
+FeaturesArg = str | Mapping[str, str] | None
+LabelKind = Literal["auto", "bin", "class"]
+StandardizeMode = Literal["auto", "zscore", "none"]
+_STD_FLOOR = 1e-6
+
+
+class SourceInfo(BaseModel):
+    """Where one modality came from: recorded in run.json as the data hash's ingredients."""
+
+    feature_set: str
+    source_hash: str
+    producer: str
+    n_rows: int
+
+
+class ModalityStats(BaseModel):
+    """Train-split standardisation of one modality (``mode`` 'none' = identity)."""
+
+    mode: Literal["zscore", "none"]
+    mean: list[float]
+    std: list[float]
+
+
+@dataclass
+class JoinedData:
+    """All rows of a dataset, one ``[N, D]`` array per modality, joined on ``segment_id``."""
+
+    dataset: str
+    segments: pd.DataFrame
+    x: dict[str, np.ndarray]
+    missing: dict[str, np.ndarray]
+    sources: dict[str, SourceInfo]
+    label_names: list[str] | None = None
+
+    @property
+    def dims(self) -> dict[str, int]:
+        return {m: int(a.shape[1]) for m, a in self.x.items()}
+
+    def data_hash(self) -> str:
+        return hash_json({m: [s.feature_set, s.source_hash, s.n_rows] for m, s in self.sources.items()})
+
+    def splits(self) -> list[str]:
+        return [s for s in SPLITS if (self.segments["split"] == s).any()]
+
+
+def _ordered(mods: list[str]) -> list[str]:
+    return [m for m in MODALITIES if m in mods] + sorted(m for m in mods if m not in MODALITIES)
+
+
+def resolve_features(store: str | Path, dataset: str, features: FeaturesArg) -> dict[str, str]:
+    """Modality -> feature set. ``None``: the dataset's own (its only imported feature set)."""
+    if isinstance(features, Mapping):
+        if not features:
+            raise InputError("empty features mapping")
+        return {m: features[m] for m in _ordered(list(features))}
+    if features is None:
+        metas = [meta for p, meta in list_feature_sets(store) if p.parent.name == dataset]
+        own = [m for m in metas if not isinstance(m, StoreError) and m.producer.kind == "importer"]
+        if len(own) != 1:
+            names = sorted(m.feature_set for m in metas if not isinstance(m, StoreError))
+            raise InputError(
+                f"dataset {dataset!r}: cannot pick a default feature set among {names}; pass --features"
+            )
+        features = own[0].feature_set
+    path = feature_set_path(store, dataset, features)
+    if not path.is_file():
+        raise StoreError(f"no feature set {features!r} for dataset {dataset!r}", path=path)
+    meta = read_meta(path)
+    return {m: features for m in _ordered(list(meta.modalities))}
+
+
+def _pool(values: np.ndarray | list, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sequence modality -> one vector per segment (mean over time); an empty/None sequence is missing."""
+    out = np.zeros((len(values), dim), np.float32)
+    missing = np.zeros(len(values), bool)
+    for i, s in enumerate(values):
+        if s is None or len(s) == 0:
+            missing[i] = True
+        else:
+            out[i] = np.asarray(s, np.float32).mean(0)
+    return out, missing
+
+
+def load_joined(
+    store: str | Path, dataset: str, features: FeaturesArg, modalities: list[str] | None = None
+) -> JoinedData:
+    """Read and join the feature sets; every modality becomes ``[N, D]`` aligned to the reference rows."""
+    mapping = resolve_features(store, dataset, features)
+    if modalities is not None:
+        absent = [m for m in modalities if m not in mapping]
+        if absent:
+            raise InputError(f"modalities {absent} not in features {mapping}")
+        mapping = {m: mapping[m] for m in _ordered(list(modalities))}
+    by_set: dict[str, list[str]] = {}
+    for m, fs in mapping.items():
+        by_set.setdefault(fs, []).append(m)
+    ref: pd.DataFrame | None = None
+    x: dict[str, np.ndarray] = {}
+    missing: dict[str, np.ndarray] = {}
+    sources: dict[str, SourceInfo] = {}
+    label_names = None
+    for fs_name, mods in by_set.items():
+        fs = read_feature_set(store, dataset, fs_name, modalities=mods)
+        label_names = label_names or fs.meta.label_names
+        seg = fs.segments.reset_index(drop=True)
+        if ref is None:
+            ref = seg
+            pos = np.arange(len(seg))
+        else:
+            index = pd.Series(np.arange(len(seg)), index=seg["segment_id"].to_numpy())
+            pos = index.reindex(ref["segment_id"].to_numpy()).to_numpy()
+            shared = ~np.isnan(pos)
+            if not shared.any():
+                raise InputError(f"feature sets {list(by_set)} share no segment ids")
+            theirs = seg["split"].to_numpy()[pos[shared].astype(int)]
+            if (theirs != ref["split"].to_numpy()[shared]).any():
+                raise InputError(f"feature set {fs_name!r} assigns different splits to the same segments")
+        for m in mods:
+            spec = fs.meta.modalities[m]
+            arr, miss = (fs.features[m], fs.missing[m]) if spec.kind == "vector" else _pool(fs.features[m], spec.dim)
+            if ref is seg:
+                x[m], missing[m] = np.asarray(arr, np.float32), miss.copy()
+            else:
+                ok = ~np.isnan(pos)
+                idx = np.where(ok, pos, 0).astype(int)
+                x[m] = np.where(ok[:, None], arr[idx], 0.0).astype(np.float32)
+                missing[m] = ~ok | miss[idx]
+            sources[m] = SourceInfo(
+                feature_set=fs_name, source_hash=fs.meta.source_hash,
+                producer=f"{fs.meta.producer.kind}:{fs.meta.producer.name}", n_rows=fs.meta.n_rows,
+            )
+    assert ref is not None
+    return JoinedData(dataset, ref, x, missing, sources, label_names)
+
+
+# ------------------------------------------------------------------------------------------ labels
+
+
+def resolve_label_kind(segments: pd.DataFrame, kind: LabelKind) -> Literal["bin", "class"]:
+    if kind != "auto":
+        return kind
+    return "class" if segments["label_class"].notna().any() else "bin"
+
+
+def labels(data: JoinedData, kind: Literal["bin", "class"]) -> tuple[np.ndarray, int]:
+    """Integer labels (-1 where unlabelled) and the number of classes."""
+    col = data.segments["label_bin" if kind == "bin" else "label_class"]
+    if not col.notna().any():
+        raise InputError(f"dataset {data.dataset!r} has no {'label_bin' if kind == 'bin' else 'label_class'} labels")
+    y = col.fillna(-1).to_numpy().astype(np.int64)
+    n = 2 if kind == "bin" else max(int(y.max()) + 1, len(data.label_names or []))
+    return y, n
+
+
+# ------------------------------------------------------------------------------------ standardise
+
+
+def fit_standardizer(data: JoinedData, mode: StandardizeMode) -> dict[str, ModalityStats]:
+    """Per-modality statistics on the TRAIN rows where the modality is present.
+
+    ``auto``: z-score, except a modality whose train values all lie in [-1, 1] (tanh outputs such as
+    UCLN context features, which ARGF's tanh decoders reconstruct): those are left as they are.
+    """
+    train = (data.segments["split"] == "train").to_numpy()
+    if not train.any():
+        raise SplitError(f"dataset {data.dataset!r} has no train split to standardise on")
+    stats = {}
+    for m, arr in data.x.items():
+        rows = arr[train & ~data.missing[m]]
+        if not len(rows):
+            raise InputError(f"modality {m!r} is missing for every train row")
+        m_mode = mode
+        if mode == "auto":
+            m_mode = "none" if np.abs(rows).max() <= 1.0 else "zscore"
+        if m_mode == "none":
+            stats[m] = ModalityStats(mode="none", mean=[0.0] * arr.shape[1], std=[1.0] * arr.shape[1])
+        else:
+            std = rows.std(0)
+            std = np.where(std < _STD_FLOOR, 1.0, std)  # constant dims stay constant (0), not inf
+            stats[m] = ModalityStats(mode="zscore", mean=rows.mean(0).tolist(), std=std.tolist())
+    return stats
+
+
+def apply_standardizer(data: JoinedData, stats: Mapping[str, ModalityStats]) -> dict[str, np.ndarray]:
+    out = {}
+    for m, arr in data.x.items():
+        if m not in stats:
+            raise InputError(f"no standardisation statistics for modality {m!r}")
+        s = stats[m]
+        if len(s.mean) != arr.shape[1]:
+            raise InputError(f"modality {m!r}: statistics for dim {len(s.mean)}, data has dim {arr.shape[1]}")
+        z = (arr - np.asarray(s.mean, np.float32)) / np.asarray(s.std, np.float32)
+        out[m] = np.where(data.missing[m][:, None], 0.0, z).astype(np.float32)
+    return out
+
+
+# ----------------------------------------------------------------------------------------- tensors
+
+
+@dataclass
+class SplitTensors:
+    """One split as a single :class:`Batch`, plus how its rows map back to the segment table.
+
+    ``rows`` holds the segment-table row of every sample: ``[N]`` for utterance-level data, ``[V, U]``
+    (-1 = padding) for video-level data.
+    """
+
+    split: str
+    batch: Batch
+    rows: np.ndarray
+    segments: pd.DataFrame
+    extras: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.batch.size
+
+    def flat_rows(self) -> np.ndarray:
+        """Segment-table rows of the real samples, in the order of masked/flattened outputs."""
+        return self.rows[self.rows >= 0] if self.rows.ndim == 2 else self.rows
+
+
+def split_tensors(
+    data: JoinedData,
+    xs: Mapping[str, np.ndarray],
+    y: np.ndarray,
+    split: str,
+    input_kind: Literal["utterance", "video"],
+) -> SplitTensors:
+    seg = data.segments
+    sel = np.flatnonzero((seg["split"] == split).to_numpy() & (y >= 0))
+    if not len(sel):
+        have = data.splits()
+        raise SplitError(f"split {split!r} is absent from {data.dataset} (or unlabelled); has {have}")
+    score_col = seg["score"].to_numpy(dtype=np.float32, na_value=np.nan)
+    if input_kind == "utterance":
+        batch = Batch(
+            x={m: torch.from_numpy(xs[m][sel]) for m in xs},
+            y=torch.from_numpy(y[sel]),
+            present={m: torch.from_numpy(~data.missing[m][sel]) for m in xs},
+            score=torch.from_numpy(score_col[sel]),
+        )
+        return SplitTensors(split, batch, sel, seg)
+    # Video level: group rows by video, keep the file order of videos, order utterances by index.
+    sub = seg.iloc[sel].assign(_row=sel)
+    order_key = sub["segment_index"] if sub["segment_index"].notna().all() else sub["_row"]
+    sub = sub.assign(_key=order_key.to_numpy()).sort_values(["_key", "_row"], kind="stable")
+    videos = list(dict.fromkeys(seg["video_id"].to_numpy()[sel]))
+    groups = {v: g["_row"].to_numpy() for v, g in sub.groupby("video_id", sort=False)}
+    n_u = max(len(g) for g in groups.values())
+    rows = np.full((len(videos), n_u), -1, np.int64)
+    for i, v in enumerate(videos):
+        rows[i, : len(groups[v])] = groups[v]
+    mask = rows >= 0
+    r = np.where(mask, rows, 0)
+    batch = Batch(
+        x={m: torch.from_numpy(xs[m][r] * mask[..., None]) for m in xs},
+        y=torch.from_numpy(np.where(mask, y[r], 0)),
+        present={m: torch.from_numpy(~data.missing[m][r] & mask) for m in xs},
+        mask=torch.from_numpy(mask),
+        score=torch.from_numpy(np.where(mask, score_col[r], np.nan).astype(np.float32)),
+    )
+    return SplitTensors(split, batch, rows, seg, {"videos": videos})
+
+
+def slice_batch(batch: Batch, idx: np.ndarray | slice) -> Batch:
+    t = torch.as_tensor(idx) if isinstance(idx, np.ndarray) else idx
+    return Batch(
+        {m: v[t] for m, v in batch.x.items()},
+        batch.y[t],
+        {m: v[t] for m, v in batch.present.items()},
+        None if batch.mask is None else batch.mask[t],
+        None if batch.score is None else batch.score[t],
+    )
+
+
+def iterate_batches(
+    st: SplitTensors, batch_size: int, rng: np.random.Generator | None = None, min_size: int = 1
+) -> Iterator[Batch]:
+    """Mini-batches over the samples (utterances or videos); shuffled when ``rng`` is given.
+
+    Batches smaller than ``min_size`` are dropped (BatchNorm cannot train on a batch of one).
+    """
+    n = len(st)
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    for i in range(0, n, batch_size):
+        idx = order[i : i + batch_size]
+        if len(idx) >= min_size:
+            yield slice_batch(st.batch, idx)
+
+
+# ------------------------------------------------------------------------------------------ public
+
+
+@dataclass
+class PreparedData:
+    """Joined, labelled and standardised data, ready to cut into splits."""
+
+    joined: JoinedData
+    xs: dict[str, np.ndarray]
+    y: np.ndarray
+    n_classes: int
+    label_kind: Literal["bin", "class"]
+    stats: dict[str, ModalityStats]
+
+    def split(self, name: str, input_kind: Literal["utterance", "video"]) -> SplitTensors:
+        return split_tensors(self.joined, self.xs, self.y, name, input_kind)
+
+
+def prepare(
+    store: str | Path,
+    dataset: str,
+    features: FeaturesArg,
+    *,
+    modalities: list[str] | None = None,
+    label_kind: LabelKind = "auto",
+    standardize: StandardizeMode = "auto",
+    stats: Mapping[str, ModalityStats] | None = None,
+) -> PreparedData:
+    """Join, label and standardise. ``stats`` given (a saved run): reuse them, never refit."""
+    joined = load_joined(store, dataset, features, modalities)
+    kind = resolve_label_kind(joined.segments, label_kind)
+    y, n_classes = labels(joined, kind)
+    st = dict(stats) if stats is not None else fit_standardizer(joined, standardize)
+    return PreparedData(joined, apply_standardizer(joined, st), y, n_classes, kind, st)
+
+
+def load_split(source, split: str, *, store: str | Path | None = None, input_kind: str | None = None) -> SplitTensors:
+    """One split as tensors, from a saved run's :class:`pipeline.checkpoint.RunInfo` (its features,
+    modalities, labels and train statistics) or from ``(store, dataset, features)``."""
+    if isinstance(source, tuple):
+        st_store, dataset, features = source
+        prep = prepare(st_store, dataset, features)
+        return prep.split(split, input_kind or "utterance")  # type: ignore[arg-type]
+    info = source
+    prep = prepare(
+        store or info.store, info.dataset, info.features, modalities=list(info.dims),
+        label_kind=info.label_kind, stats={m: ModalityStats(**s) for m, s in info.standardization.items()},
+    )
+    if prep.joined.dims != info.dims:
+        raise InputError(f"data dims {prep.joined.dims} differ from the run's {info.dims}")
+    return prep.split(split, input_kind or info.input_kind)
