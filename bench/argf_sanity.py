@@ -28,12 +28,21 @@ DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mosi
 def load(path: Path) -> dict[str, tuple[dict[str, np.ndarray], np.ndarray]]:
     try:
         from pipeline.safe_pickle import safe_load  # engineer A's restricted unpickler
-    except ImportError:  # pragma: no cover - before it lands; the dev pickle is plain numpy arrays
+    except ImportError:  # pragma: no cover - before it lands: a minimal unpickler, numpy arrays only
         import pickle
+
+        allowed = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                   ("numpy", "ndarray"), ("numpy", "dtype")}
+
+        class Restricted(pickle.Unpickler):
+            def find_class(self, module: str, name: str):  # type: ignore[override]
+                if (module, name) not in allowed:
+                    raise pickle.UnpicklingError(f"refusing {module}.{name}")
+                return super().find_class(module, name)
 
         def safe_load(p):  # type: ignore[no-redef]
             with open(p, "rb") as f:
-                return pickle.load(f, encoding="latin1")
+                return Restricted(f, encoding="latin1").load()
 
     d = safe_load(path)
 

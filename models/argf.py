@@ -11,9 +11,10 @@ paper's update order (eq. 9 and the text below it), then the fusion step:
 
 ``variant="authors_code"`` switches to the released code's behaviour (MODEL-NOTES.md): only the fusion
 network and decision module updated by the fusion loss, summed L1 reconstruction, audio as the default
-target, Adam betas (0.5, 0.999), step order autoencoder -> classifier -> discriminator, and cross-entropy
-for the classifier and fusion losses. Every one of those is also a separate option, so ablating one
-difference at a time is possible.
+target, Adam betas (0.5, 0.999), step order autoencoder -> classifier -> discriminator, summed L1
+between the softmax output and the one-hot label for the classifier and fusion losses, and the code's
+GFN (``gfn_code``). Every one of those is also a separate option, so ablating one difference at a time
+is possible.
 
 Missing modality (``batch.present[m]`` False): policy ``"zero_code"``: the modality's code is replaced by
 zeros (the centre of the tanh code space) before the classifier and the fusion network, and the sample
@@ -49,11 +50,11 @@ class ARGFConfig(ModelConfig):
     adversarial: bool = True
     classifier: bool = True
     decoder: bool = True
-    fusion: str = "gfn"
+    fusion: str | None = None  # None: "gfn" (paper) / "gfn_code" (authors' code); any registered fusion
     # Below: None = decided by ``variant``.
     reconstruction: Literal["l2", "l1_sum"] | None = None
-    cls_loss: Literal["l2", "ce"] | None = None
-    fusion_loss: Literal["mse", "ce"] | None = None
+    cls_loss: Literal["l2", "ce", "l1_sum"] | None = None
+    fusion_loss: Literal["mse", "ce", "l1_sum"] | None = None
     end_to_end: bool | None = None
     betas: tuple[float, float] | None = None
 
@@ -63,8 +64,9 @@ class ARGFConfig(ModelConfig):
         defaults = {
             "target": "text" if paper else "audio",
             "reconstruction": "l2" if paper else "l1_sum",
-            "cls_loss": "l2" if paper else "ce",
-            "fusion_loss": "mse" if paper else "ce",
+            "cls_loss": "l2" if paper else "l1_sum",
+            "fusion_loss": "mse" if paper else "l1_sum",
+            "fusion": "gfn" if paper else "gfn_code",
             "end_to_end": paper,
             "betas": (0.9, 0.999) if paper else (0.5, 0.999),
         }
@@ -176,18 +178,23 @@ class ARGF(AffectModel):
         return out
 
     # ------------------------------------------------------------------ losses
-    def _label_loss(self, logits: Tensor, y: Tensor, kind: str) -> Tensor:
-        """Per-sample: 'l2' = ||softmax - onehot||_2 (eq. 8), 'mse' = mean squared error, 'ce'."""
+    def _label_loss(self, logits: Tensor, y: Tensor, kind: str, weight: Tensor | None = None) -> Tensor:
+        """'l2' = ||softmax - onehot||_2 per sample (eq. 8), 'mse' = mean squared error (the paper's
+        fusion loss), 'ce' = cross-entropy, all averaged over (present) samples; 'l1_sum' = summed
+        |softmax - onehot| over the batch (the authors' code, L1Loss(size_average=False))."""
+        weight = torch.ones_like(y, dtype=logits.dtype) if weight is None else weight
         if kind == "ce":
-            return nn.functional.cross_entropy(logits, y, reduction="none")
+            return _masked_mean(nn.functional.cross_entropy(logits, y, reduction="none"), weight)
         diff = torch.softmax(logits, dim=-1) - nn.functional.one_hot(y, self.n_classes).to(logits.dtype)
+        if kind == "l1_sum":
+            return (diff.abs().sum(-1) * weight).sum()
         if kind == "l2":
-            return diff.pow(2).sum(-1).add(_EPS).sqrt()
-        return diff.pow(2).mean(-1)
+            return _masked_mean(diff.pow(2).sum(-1).add(_EPS).sqrt(), weight)
+        return _masked_mean(diff.pow(2).mean(-1), weight)
 
     def loss(self, batch: Batch, out: dict[str, Tensor]) -> Tensor:
         """The fusion loss on the fused prediction (what the trainer reports as train/valid loss)."""
-        return self._label_loss(out["logits"], batch.y, self.cfg.fusion_loss).mean()  # type: ignore[arg-type]
+        return self._label_loss(out["logits"], batch.y, self.cfg.fusion_loss)  # type: ignore[arg-type]
 
     def adversarial_losses(self, codes: dict[str, Tensor], batch: Batch) -> tuple[Tensor, Tensor]:
         """(L_fal, L_tal) of eq. 3-4, each averaged over the present samples of each modality."""
@@ -219,8 +226,7 @@ class ARGF(AffectModel):
         """Eq. 8: the shared classifier on each modality's code, summed over modalities."""
         assert self.classifier is not None
         return sum(  # type: ignore[return-value]
-            _masked_mean(self._label_loss(self.classifier(codes[m]), batch.y, self.cfg.cls_loss),  # type: ignore[arg-type]
-                         self._present(batch, m))
+            self._label_loss(self.classifier(codes[m]), batch.y, self.cfg.cls_loss, self._present(batch, m))  # type: ignore[arg-type]
             for m in self.modalities
         )
 

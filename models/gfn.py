@@ -11,7 +11,11 @@ Three layers of vertices over the per-modality codes ``V_m`` ([B, k] each):
   it does not contain, fused by a second MLP of the same shape (parameters not shared) and weighted the
   same way (the weight of a bimodal parent is its eq. 14 weight); ``T = sum alpha_t V_t``.
 
-Output ``[U; B; T]`` (3k). The decision module of eq. 16 lives in ARGF so that every fusion of Table 6
+Output ``[U; B; T]`` (3k). ``gfn_code`` is the released code's version of the same graph (named option):
+each bimodal/trimodal vertex is ``elu(weight * MLP(...))`` and the layer output their plain sum; the
+trimodal similarities use the softmax of the *unweighted* bimodal MLP outputs and the bimodal parents
+enter the trimodal edge weights with their unnormalised eq. 13 weight; the trimodal MLP reads the
+weighted (elu) bimodal vertices. The decision module of eq. 16 lives in ARGF so that every fusion of Table 6
 shares it. Extras: ``vertex_weights`` [B, 12] = (3 unimodal, 3 bimodal, 6 trimodal), in the order of
 :attr:`GraphFusion.vertex_names`, for Fig. 6-style plots.
 """
@@ -51,6 +55,8 @@ def _edge_weights(parents: list[tuple[Tensor, Tensor, Tensor, Tensor]]) -> Tenso
 class GraphFusion(FusionModule):
     """Hierarchical graph fusion of exactly three modality codes; ``out_dim = 3k``."""
 
+    code_style: bool = False
+
     def __init__(self, k: int, modalities: Sequence[str], dropout: float = 0.0) -> None:
         super().__init__(k, modalities, dropout)
         if len(self.modalities) != 3:
@@ -73,6 +79,8 @@ class GraphFusion(FusionModule):
         )
 
     def forward(self, codes: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        if self.code_style:
+            return self._forward_code(codes)
         v = [codes[m] for m in self.modalities]
         # --- unimodal layer (eq. 10)
         a = [torch.sigmoid(self.man(x)).squeeze(-1) for x in v]  # 3 x [B]
@@ -90,6 +98,24 @@ class GraphFusion(FusionModule):
         weights = torch.cat([torch.stack(a, dim=1), wb, wt], dim=1)  # [B, 12]
         return torch.cat([u, b, t], dim=-1), {"vertex_weights": weights}
 
+    def _forward_code(self, codes: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        elu = nn.functional.elu
+        v = [codes[m] for m in self.modalities]
+        a = [torch.sigmoid(self.man(x)).squeeze(-1) for x in v]
+        u = sum(ai.unsqueeze(-1) * vi for ai, vi in zip(a, v, strict=True)) / 3.0
+        raw_b = torch.stack([(a[i] + a[j]) / (_similarity(v[i], v[j]) + 0.5) for i, j in self.pairs], 1)
+        wb = torch.softmax(raw_b, dim=1)
+        mb = [self.bimodal_mlp(torch.cat([v[i], v[j]], dim=-1)) for i, j in self.pairs]
+        vb = [elu(wb[:, p : p + 1] * mb[p]) for p in range(3)]
+        b = sum(vb)
+        parents = [(mb[x], mb[y], raw_b[:, x], raw_b[:, y]) for x, y in self.tri_bb]
+        parents += [(mb[p], v[q], raw_b[:, p], a[q]) for p, q in self.tri_bu]
+        wt = _edge_weights(parents)
+        inputs = [(vb[x], vb[y]) for x, y in self.tri_bb] + [(vb[p], v[q]) for p, q in self.tri_bu]
+        t = sum(elu(wt[:, i : i + 1] * self.trimodal_mlp(torch.cat(xy, dim=-1))) for i, xy in enumerate(inputs))
+        weights = torch.cat([torch.stack(a, dim=1), wb, wt], dim=1)
+        return torch.cat([u, b, t], dim=-1), {"vertex_weights": weights}  # type: ignore[list-item]
+
     def functional_flops(self, batch_size: int) -> int:
         """FLOPs of the tensor arithmetic outside nn.Modules (for models.flops): softmax-similarities,
         edge weights, weighted sums. Softmax of a k-vector ~ 3k (exp, sum, divide)."""
@@ -99,3 +125,10 @@ class GraphFusion(FusionModule):
         bi = 3 * (sim + 3) + 3 * 3 + 3 * 2 * k  # 3 sims + edge weights, softmax, weighted sum
         tri = 6 * (sim + 3) + 3 * 6 + 6 * 2 * k
         return batch_size * (uni + bi + tri)
+
+
+@register_fusion("gfn_code")
+class GraphFusionCode(GraphFusion):
+    """The authors' released GFN (see the module docstring); same parameters as ``gfn``."""
+
+    code_style = True

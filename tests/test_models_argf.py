@@ -54,6 +54,24 @@ def test_gfn_shapes_and_weights_follow_eq_10_to_14() -> None:
     torch.testing.assert_close(w[:, 6:].sum(1), torch.ones(4))
 
 
+def test_gfn_code_variant_follows_the_released_graph() -> None:
+    torch.manual_seed(0)
+    paper = get_fusion("gfn", k=5, modalities=MODS).eval()
+    code = get_fusion("gfn_code", k=5, modalities=MODS).eval()
+    code.load_state_dict(paper.state_dict())  # same parameters, different arithmetic
+    codes = {m: torch.randn(4, 5) for m in MODS}
+    (fp, wp), (fc, wc) = paper(codes), code(codes)
+    torch.testing.assert_close(fc[:, :5], fp[:, :5])  # unimodal layer identical
+    torch.testing.assert_close(wc["vertex_weights"][:, :6], wp["vertex_weights"][:, :6])
+    # bimodal output: plain sum of elu(weight * MLP) instead of the weighted average
+    mlp = [code.bimodal_mlp(torch.cat([codes[MODS[i]], codes[MODS[j]]], 1)) for i, j in code.pairs]
+    wb = wc["vertex_weights"][:, 3:6]
+    expected = sum(nn.functional.elu(wb[:, p : p + 1] * mlp[p]) for p in range(3))
+    torch.testing.assert_close(fc[:, 5:10], expected)
+    assert not torch.allclose(fc[:, 10:], fp[:, 10:])
+    torch.testing.assert_close(wc["vertex_weights"][:, 6:].sum(1), torch.ones(4))
+
+
 def test_gfn_needs_three_modalities() -> None:
     with pytest.raises(ValueError, match="exactly three"):
         get_fusion("gfn", k=4, modalities=["text", "audio"])
@@ -99,7 +117,8 @@ def test_losses_match_the_equations() -> None:
 def test_authors_code_variant_resolves_its_defaults() -> None:
     model = build(variant="authors_code")
     c = model.cfg
-    assert (c.target, c.reconstruction, c.cls_loss, c.fusion_loss) == ("audio", "l1_sum", "ce", "ce")
+    assert (c.target, c.reconstruction, c.cls_loss, c.fusion_loss) == ("audio", "l1_sum", "l1_sum", "l1_sum")
+    assert c.fusion == "gfn_code" and build().cfg.fusion == "gfn"
     assert c.end_to_end is False and tuple(c.betas) == (0.5, 0.999)  # type: ignore[arg-type]
     assert model.step_order() == ["autoencoder", "classifier", "discriminator", "fusion"]
     assert build().step_order() == ["autoencoder", "discriminator", "classifier", "fusion"]
@@ -109,6 +128,9 @@ def test_authors_code_variant_resolves_its_defaults() -> None:
     codes = model.eval().encode(batch)
     l1 = sum((model.decoders[m](codes[m]) - batch.x[m]).abs().sum() for m in MODS)  # type: ignore[index]
     torch.testing.assert_close(model.reconstruction_loss(codes, batch), l1, atol=1e-4, rtol=1e-5)
+    out = model(batch)
+    onehot = nn.functional.one_hot(batch.y, 2).float()
+    torch.testing.assert_close(model.loss(batch, out), (torch.softmax(out["logits"], -1) - onehot).abs().sum())
     assert all(o.defaults["betas"] == (0.5, 0.999) for o in model.make_optimizers().values())
 
 
@@ -313,3 +335,15 @@ def test_short_real_run_on_mosi_learns(mosi_pickle) -> None:
     majority = max(yva.mean(), 1 - yva.mean())
     assert majority == pytest.approx(149 / 240)
     assert acc > majority + 0.08, (acc, majority)
+
+
+def test_paper_parameter_count_is_ours_plus_the_released_fusion_class_unused_modules() -> None:
+    """Table 4's 1,270,770 = our 1,141,120 + modules that the authors' fusion classes construct but never
+    call in forward (an unused BatchNorm(k), Linear(2k, k), 2-layer BiLSTM(k, 50), LSTMCell(k, 50) and a
+    k x k matrix), all counted by a plain sum over parameters. See docs/argf.md."""
+    k = 50
+    unused = nn.ModuleList([nn.BatchNorm1d(k), nn.Linear(2 * k, k),
+                            nn.LSTM(k, 50, num_layers=2, bidirectional=True), nn.LSTMCell(k, 50)])
+    extra = sum(p.numel() for p in unused.parameters()) + k * k
+    assert extra == 129_650
+    assert get_model("argf", dims={m: 50 for m in MODS}, n_classes=2, k=50).n_parameters() + extra == 1_270_770
