@@ -1,0 +1,109 @@
+"""A restricted unpickler: numpy arrays and plain containers only, nothing that can run code.
+
+Pickle is a small program: every ``GLOBAL`` opcode imports a callable that ``REDUCE`` then calls. The
+legacy feature pickles of this field (ARGF / HFFN / bc-LSTM) only need numpy's array reconstruction,
+so :class:`SafeUnpickler` resolves exactly those names from a fixed table and refuses any other
+global *before* it is imported or called: a refused pickle executes nothing.
+"""
+
+from __future__ import annotations
+
+import _codecs
+import io
+import pickle
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from pipeline.errors import InputError, UnsafePickleError
+
+
+def _numpy_core(sub: str) -> Any:
+    # numpy 2 moved numpy.core -> numpy._core; pickles written by either name must resolve to the
+    # same object without importing the deprecated alias.
+    import importlib
+
+    try:
+        return importlib.import_module(f"numpy._core.{sub}")
+    except ImportError:  # numpy < 2
+        return importlib.import_module(f"numpy.core.{sub}")
+
+
+def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
+    # Only the latin-1 form pickle itself emits; other codec names could import arbitrary codec modules.
+    if encoding.replace("-", "").replace("_", "").lower() not in ("latin1", "iso88591"):
+        raise UnsafePickleError(f"refused to load pickle: _codecs.encode with codec {encoding!r}")
+    return _codecs.encode(text, "latin1")
+
+
+def _allowed() -> dict[tuple[str, str], Any]:
+    multiarray = _numpy_core("multiarray")
+    numeric = _numpy_core("numeric")
+    table: dict[tuple[str, str], Any] = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        # Python-3 pickles (protocol < 3) store bytes as _codecs.encode(str, "latin1"): a pure function.
+        ("_codecs", "encode"): _latin1_encode,
+    }
+    for mod in ("numpy.core", "numpy._core"):
+        table[(f"{mod}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        table[(f"{mod}.multiarray", "scalar")] = multiarray.scalar
+        # protocol-5 pickles of arrays
+        if hasattr(numeric, "_frombuffer"):
+            table[(f"{mod}.numeric", "_frombuffer")] = numeric._frombuffer
+    return table
+
+
+_ALLOWED = _allowed()
+ALLOWED_GLOBALS = frozenset(f"{m}.{n}" for m, n in _ALLOWED)
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """Unpickler whose ``find_class`` is a lookup in a fixed allow-list (never an import)."""
+
+    def __init__(self, file: IO[bytes], *, origin: str, encoding: str = "latin1") -> None:
+        super().__init__(file, encoding=encoding)
+        self.origin = origin
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return _ALLOWED[(module, name)]
+        except KeyError:
+            raise UnsafePickleError(
+                f"refused to load pickle: it references the global {module}.{name}, which is not "
+                "allowed (only numpy arrays, dtypes and scalars are); nothing was executed",
+                path=self.origin,
+            ) from None
+
+
+def safe_load(path_or_file: str | Path | IO[bytes], *, encoding: str = "latin1") -> Any:
+    """Load a pickle of numpy arrays / dicts / lists safely.
+
+    ``encoding="latin1"`` reads Python-2 pickles (their ``str`` bytes are numpy buffers).
+    Raises :class:`UnsafePickleError` for any other global, :class:`InputError` for a missing or
+    corrupt file.
+    """
+    if isinstance(path_or_file, str | Path):
+        path = Path(path_or_file)
+        if not path.is_file():
+            raise InputError("pickle file not found", path=path)
+        with open(path, "rb") as f:
+            return _load(f, str(path), encoding)
+    origin = str(getattr(path_or_file, "name", "<stream>"))
+    return _load(path_or_file, origin, encoding)
+
+
+def _load(f: IO[bytes], origin: str, encoding: str) -> Any:
+    try:
+        return SafeUnpickler(f, origin=origin, encoding=encoding).load()
+    except UnsafePickleError as e:
+        if e.path is None:
+            raise UnsafePickleError(str(e), path=origin) from None
+        raise
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as e:
+        raise InputError(f"not a readable pickle ({type(e).__name__}: {e})", path=origin) from e
+
+
+def safe_loads(data: bytes, *, encoding: str = "latin1", origin: str = "<bytes>") -> Any:
+    return _load(io.BytesIO(data), origin, encoding)
