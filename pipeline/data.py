@@ -254,9 +254,12 @@ def split_tensors(
     y: np.ndarray,
     split: str,
     input_kind: Literal["utterance", "video"],
+    require_labels: bool = True,
 ) -> SplitTensors:
+    """``require_labels=False`` keeps unlabelled rows too (label 0 placeholder), e.g. to write features."""
     seg = data.segments
-    sel = np.flatnonzero((seg["split"] == split).to_numpy() & (y >= 0))
+    sel = np.flatnonzero((seg["split"] == split).to_numpy() & ((y >= 0) | (not require_labels)))
+    y = np.maximum(y, 0)
     if not len(sel):
         have = data.splits()
         raise SplitError(f"split {split!r} is absent from {data.dataset} (or unlabelled); has {have}")
@@ -331,8 +334,8 @@ class PreparedData:
     label_kind: Literal["bin", "class"]
     stats: dict[str, ModalityStats]
 
-    def split(self, name: str, input_kind: Literal["utterance", "video"]) -> SplitTensors:
-        return split_tensors(self.joined, self.xs, self.y, name, input_kind)
+    def split(self, name: str, input_kind: Literal["utterance", "video"], require_labels: bool = True) -> SplitTensors:
+        return split_tensors(self.joined, self.xs, self.y, name, input_kind, require_labels)
 
 
 def prepare(
@@ -353,18 +356,22 @@ def prepare(
     return PreparedData(joined, apply_standardizer(joined, st), y, n_classes, kind, st)
 
 
-def load_split(source, split: str, *, store: str | Path | None = None, input_kind: str | None = None) -> SplitTensors:
-    """One split as tensors, from a saved run's :class:`pipeline.checkpoint.RunInfo` (its features,
-    modalities, labels and train statistics) or from ``(store, dataset, features)``."""
-    if isinstance(source, tuple):
-        st_store, dataset, features = source
-        prep = prepare(st_store, dataset, features)
-        return prep.split(split, input_kind or "utterance")  # type: ignore[arg-type]
-    info = source
+def prepare_from_run(info, *, store: str | Path | None = None) -> PreparedData:
+    """The data of a saved run (:class:`pipeline.checkpoint.RunInfo`): its features, modalities, labels
+    and TRAIN statistics, reused unchanged. ``store`` overrides the recorded store location."""
     prep = prepare(
         store or info.store, info.dataset, info.features, modalities=list(info.dims),
         label_kind=info.label_kind, stats={m: ModalityStats(**s) for m, s in info.standardization.items()},
     )
     if prep.joined.dims != info.dims:
         raise InputError(f"data dims {prep.joined.dims} differ from the run's {info.dims}")
-    return prep.split(split, input_kind or info.input_kind)
+    return prep
+
+
+def load_split(source, split: str, *, store: str | Path | None = None, input_kind: str | None = None) -> SplitTensors:
+    """One split as tensors, from a saved run's :class:`pipeline.checkpoint.RunInfo` or from a
+    ``(store, dataset, features)`` tuple (then statistics are fitted on its train split)."""
+    if isinstance(source, tuple):
+        st_store, dataset, features = source
+        return prepare(st_store, dataset, features).split(split, input_kind or "utterance")  # type: ignore[arg-type]
+    return prepare_from_run(source, store=store).split(split, input_kind or source.input_kind)

@@ -1,0 +1,127 @@
+"""UCLN context features: one UCLN per modality, run over every split, written back to the store.
+
+ARGF's first stage (and bc-LSTM's): each modality's utterance features go through their own trained
+UCLN, whose ``context`` output (``d``-dim, tanh) becomes that modality's feature in a new feature set.
+Three UCLN runs (text, audio, video) give one feature set with three modalities. Its metadata records
+the lineage: source feature sets (with their content hashes), each run's config and checkpoint sha256.
+
+As in the original setting, the train videos' context features come from a network fitted on those
+same videos' labels; valid/test videos were unseen by it (their context is honest).
+A segment whose input modality is missing stays missing in the output (no made-up context).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline.checkpoint import load_run
+from pipeline.data import FeaturesArg, prepare, prepare_from_run, resolve_features
+from pipeline.errors import InputError
+from pipeline.provenance import hash_json
+from pipeline.store import FeatureSet, ModalitySpec, Producer, make_meta, write_feature_set
+from pipeline.train import Progress, TrainConfig, train
+
+
+@torch.no_grad()
+def _context_of_run(run_dir: Path, store: str | Path | None) -> tuple[str, pd.DataFrame, np.ndarray, np.ndarray, dict]:
+    model, info = load_run(run_dir)
+    if info.input_kind != "video":
+        raise InputError(f"{run_dir}: model {info.model!r} is utterance-level; context needs a video-level UCLN run")
+    modality = getattr(model.cfg, "modality", None)
+    if modality is None or modality not in info.dims:
+        raise InputError(f"{run_dir}: model {info.model!r} has no single input modality; expected a UCLN run")
+    prep = prepare_from_run(info, store=store)
+    seg = prep.joined.segments
+    out = None
+    for split in prep.joined.splits():
+        st = prep.split(split, "video", require_labels=False)
+        res = model.predict(st.batch)
+        if "context" not in res:
+            raise InputError(f"{run_dir}: model {info.model!r} returns no 'context' output")
+        ctx = res["context"][st.batch.mask].numpy()
+        if out is None:
+            out = np.zeros((len(seg), ctx.shape[1]), np.float32)
+        out[st.flat_rows()] = ctx
+    assert out is not None
+    lineage = {
+        "run": str(run_dir), "model": info.model, "model_cfg": info.model_cfg, "train_config": info.train_config,
+        "checkpoint_sha256": info.checkpoint_sha256, "best_epoch": info.best_epoch,
+        "source": info.sources[modality],
+    }
+    return modality, seg, out, prep.joined.missing[modality].copy(), lineage
+
+
+def write_context_features(
+    run_dir: str | Path | Mapping[str, str | Path],
+    *,
+    store: str | Path,
+    dataset: str,
+    feature_set: str,
+    source_store: str | Path | None = None,
+) -> Path:
+    """Run trained UCLN(s) over all splits and write their context output as ``store/dataset/feature_set``.
+
+    ``run_dir`` is one UCLN run or a mapping modality -> run (three UCLNs -> one set with three
+    modalities). ``source_store`` overrides where the runs' input features are read from.
+    """
+    runs = [Path(run_dir)] if isinstance(run_dir, str | Path) else [Path(p) for p in run_dir.values()]
+    ref: pd.DataFrame | None = None
+    feats, missing, lineage, specs = {}, {}, {}, {}
+    for run in runs:
+        m, seg, ctx, miss, lin = _context_of_run(run, source_store)
+        if m in feats:
+            raise InputError(f"two UCLN runs for modality {m!r}")
+        if ref is None:
+            ref = seg
+        else:  # align this run's rows to the reference rows by segment id
+            pos = pd.Series(np.arange(len(seg)), index=seg["segment_id"].to_numpy()).reindex(ref["segment_id"].to_numpy())
+            ok = pos.notna().to_numpy()
+            idx = np.where(ok, pos.fillna(0).to_numpy(), 0).astype(int)
+            ctx, miss = np.where(ok[:, None], ctx[idx], 0).astype(np.float32), ~ok | miss[idx]
+        feats[m], missing[m], lineage[m] = ctx, miss, lin
+        specs[m] = ModalitySpec(kind="vector", dim=ctx.shape[1], description=f"UCLN context of {m} ({lin['source']['feature_set']})")
+    assert ref is not None
+    config = {m: {k: lineage[m][k] for k in ("model_cfg", "train_config", "checkpoint_sha256", "best_epoch")} for m in feats}
+    sources = sorted({f"{dataset}/{lin['source']['feature_set']}@{lin['source']['source_hash']}" for lin in lineage.values()})
+    meta = make_meta(
+        dataset=dataset, feature_set=feature_set, modalities=specs,
+        producer=Producer.of("model", "ucln", config),
+        source_hash=hash_json({m: [lin["checkpoint_sha256"], lin["source"]] for m, lin in lineage.items()}),
+        lineage=sources, extra={"runs": {m: lin["run"] for m, lin in lineage.items()}},
+    )
+    keep = [c for c in ("video_id", "segment_id", "segment_index", "start", "end", "split", "label_bin",
+                        "label_class", "score", "transcript") if c in ref.columns]
+    return write_feature_set(store, FeatureSet(meta, ref[keep].copy(), feats, missing))
+
+
+def train_ucln_per_modality(
+    cfg: TrainConfig,
+    *,
+    store: str | Path,
+    dataset: str,
+    features: FeaturesArg = None,
+    out_dir: str | Path,
+    write_context: str | None = None,
+    progress: Progress = print,
+) -> dict[str, Path]:
+    """One UCLN per modality (``out_dir/<modality>``), each trained alone on its modality; optionally
+    write the three context outputs as one feature set ``write_context``. Returns modality -> run dir."""
+    mapping = resolve_features(store, dataset, features)
+    mods = cfg.modalities or list(mapping)
+    runs: dict[str, Path] = {}
+    for m in mods:
+        mcfg = cfg.model_copy(update={"model_cfg": {**cfg.model_cfg, "modality": m}, "modalities": [m]})
+        mcfg = TrainConfig(**mcfg.model_dump())  # re-validate (and re-hash) the per-modality config
+        prep = prepare(store, dataset, mapping, modalities=[m], label_kind=mcfg.label, standardize=mcfg.standardize)
+        runs[m] = train(mcfg, store=store, dataset=dataset, features=mapping, out_dir=Path(out_dir) / m,
+                        progress=progress, prepared=prep)
+    if write_context:
+        path = write_context_features(runs, store=store, dataset=dataset, feature_set=write_context)
+        if progress:
+            progress(f"context features -> {path}")
+    return runs
