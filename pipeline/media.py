@@ -1,0 +1,344 @@
+"""Decoding with PyAV (it carries its own ffmpeg): probe a file, then decode audio once and frames lazily.
+
+Time zero is the container's start time, for audio and frames alike, so the two stay aligned even when a
+stream starts late (``pyfeat/face_noface.mov``'s audio begins 2.43 s in). The waveform is indexed from
+time zero: samples before the audio stream starts are zero-padded, and ``audio_span`` says where the real
+audio is, so extractors can refuse to report features for the padding.
+
+Every failure is an :class:`ItemError` (stage ``decode``) naming what is wrong: missing file, a container
+ffmpeg cannot read, no audio / no video stream, a silent track (level in dBFS against a configurable
+threshold), zero duration, a stream that stops well before its declared duration (truncated file).
+
+Speed: frames not kept by the sampling rate are decoded (the codec needs them) but never converted to
+RGB; kept frames are converted and downscaled in one swscale call. Memory: frames are streamed, only the
+mono float32 waveform (64 kB per second at 16 kHz) is cached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from pipeline.errors import ItemError
+from pipeline.provenance import StageConfig
+
+# A decoded stream shorter than this fraction of its declared duration is reported as truncated.
+_TRUNCATION_RATIO = 0.9
+# Window of the short-term level used for the silence test (seconds).
+_LEVEL_WINDOW_S = 0.05
+
+
+class MediaConfig(StageConfig):
+    """How media are decoded; saved with every feature set that used it."""
+
+    sample_rate: int = Field(16000, ge=4000, le=96000, description="audio is resampled once to this rate, mono")
+    fps: float | None = Field(None, gt=0, le=120, description="frames sampled per second; None = every frame")
+    max_side: int | None = Field(None, ge=16, le=8192, description="frames downscaled to this longest side")
+    silence_dbfs: float = Field(
+        -60.0, le=0, description="a track whose active level (95th percentile of 50 ms RMS) is below this is silent"
+    )
+    min_duration_s: float = Field(0.1, ge=0, description="shorter media are refused as zero-length")
+    interpolation: Literal["FAST_BILINEAR", "BILINEAR", "AREA", "BICUBIC"] = Field(
+        "FAST_BILINEAR", description="swscale filter for downscaling (FAST_BILINEAR: 2-4x cheaper than AREA)"
+    )
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    codec: str
+    width: int
+    height: int
+    fps: float
+    n_frames: int | None
+    duration: float | None
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    codec: str
+    sample_rate: int
+    channels: int
+    start: float  # seconds after the container start
+    duration: float | None
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    path: str
+    format: str
+    duration: float
+    size_bytes: int
+    video: VideoInfo | None = None
+    audio: AudioInfo | None = None
+    other_streams: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def has_audio(self) -> bool:
+        return self.audio is not None
+
+    @property
+    def has_video(self) -> bool:
+        return self.video is not None
+
+
+def _err(msg: str, item: str, modality: str | None = None) -> ItemError:
+    return ItemError(msg, item=item, stage="decode", modality=modality)
+
+
+def _open_container(path: Path, item: str):  # noqa: ANN202 - av.container.InputContainer
+    import av
+
+    if not path.exists():
+        raise _err(f"file not found: {path}", item)
+    if not path.is_file():
+        raise _err(f"not a regular file: {path}", item)
+    if path.stat().st_size == 0:
+        raise _err("empty file (0 bytes)", item)
+    try:
+        return av.open(str(path), metadata_errors="ignore")
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        raise _err(f"corrupt or unsupported container, ffmpeg cannot open it ({e.__class__.__name__}: {e})", item) from e
+
+
+def _stream_duration(stream) -> float | None:  # noqa: ANN001
+    if stream.duration is None or stream.time_base is None:
+        return None
+    return float(stream.duration * stream.time_base)
+
+
+def _stream_start(stream, t0: float) -> float:  # noqa: ANN001
+    if stream.start_time is None or stream.time_base is None:
+        return 0.0
+    return max(0.0, float(stream.start_time * stream.time_base) - t0)
+
+
+def _container_t0(container) -> float:  # noqa: ANN001
+    return 0.0 if container.start_time is None else container.start_time / 1_000_000
+
+
+def _info_from_container(container, path: Path) -> MediaInfo:  # noqa: ANN001
+    t0 = _container_t0(container)
+    video = audio = None
+    others: list[str] = []
+    for s in container.streams:
+        if s.type == "video" and video is None:
+            rate = s.average_rate or s.guessed_rate or s.base_rate
+            video = VideoInfo(
+                codec=s.codec_context.name, width=int(s.codec_context.width), height=int(s.codec_context.height),
+                fps=float(rate) if rate else float("nan"), n_frames=int(s.frames) or None,
+                duration=_stream_duration(s),
+            )
+        elif s.type == "audio" and audio is None:
+            audio = AudioInfo(
+                codec=s.codec_context.name, sample_rate=int(s.codec_context.sample_rate or 0),
+                channels=int(s.codec_context.channels or 0), start=_stream_start(s, t0), duration=_stream_duration(s),
+            )
+        else:
+            others.append(f"{s.type}:{s.codec_context.name if s.codec_context else '?'}")
+    durations = [container.duration / 1_000_000 if container.duration else 0.0]
+    if video is not None and video.duration:
+        durations.append(video.duration)
+    if audio is not None and audio.duration:
+        durations.append(audio.start + audio.duration)
+    return MediaInfo(
+        path=str(path), format=container.format.name, duration=float(max(durations)),
+        size_bytes=path.stat().st_size, video=video, audio=audio, other_streams=tuple(others),
+    )
+
+
+def probe(path: str | Path, *, item: str | None = None) -> MediaInfo:
+    """Container, streams, codecs, fps, sample rate and duration, from headers only (nothing decoded)."""
+    path = Path(path)
+    item = item or path.name
+    container = _open_container(path, item)
+    with container:
+        info = _info_from_container(container, path)
+    if info.video is None and info.audio is None:
+        raise _err(f"no audio or video stream (streams: {list(info.other_streams) or 'none'})", item)
+    return info
+
+
+def level_dbfs(wave: np.ndarray, sample_rate: int) -> tuple[float, float, float]:
+    """(RMS, peak, active level) in dBFS; active = 95th percentile of the 50 ms RMS (ignores pauses)."""
+    if wave.size == 0:
+        return -np.inf, -np.inf, -np.inf
+    floor = 1e-20  # -200 dBFS: digital silence gets a finite level, so comparisons stay meaningful
+    rms = 10 * np.log10(max(floor, float(np.mean(np.square(wave, dtype=np.float64)))))
+    peak = 10 * np.log10(max(floor, float(np.max(np.abs(wave))) ** 2))
+    n = max(1, int(_LEVEL_WINDOW_S * sample_rate))
+    k = max(1, wave.size // n)
+    frames = wave[: k * n].reshape(k, -1) if wave.size >= n else wave.reshape(1, -1)
+    short = 10 * np.log10(np.maximum(floor, np.mean(np.square(frames, dtype=np.float64), axis=1)))
+    return float(rms), float(peak), float(np.percentile(short, 95))
+
+
+class MediaFile:
+    """One decoded media file (the ``MediaSource`` of ``pipeline/extractors/base.py``).
+
+    Audio is decoded and resampled once, on first use, then cached; frames are decoded on each call to
+    ``frames()`` as a stream (never cached: a video does not fit in memory, its waveform does).
+    """
+
+    def __init__(self, path: str | Path, cfg: MediaConfig | None = None, *, item: str | None = None) -> None:
+        self.path = Path(path)
+        self.cfg = cfg or MediaConfig()
+        self.item = item or self.path.name
+        self.info = probe(self.path, item=self.item)
+        if self.info.duration < self.cfg.min_duration_s:
+            raise _err(f"zero duration ({self.info.duration:.3f} s < {self.cfg.min_duration_s} s)", self.item)
+        self._audio: np.ndarray | None = None
+        self._audio_span: tuple[float, float] | None = None
+        self.audio_level: tuple[float, float, float] | None = None  # rms, peak, active (dBFS)
+
+    # ----------------------------------------------------------------------------------- properties
+    @property
+    def duration(self) -> float:
+        return self.info.duration
+
+    @property
+    def has_audio(self) -> bool:
+        return self.info.has_audio
+
+    @property
+    def has_video(self) -> bool:
+        return self.info.has_video
+
+    @property
+    def sample_rate(self) -> int:
+        return self.cfg.sample_rate
+
+    @property
+    def audio_span(self) -> tuple[float, float]:
+        """[start, end) seconds where the waveform holds decoded audio (the rest is padding)."""
+        self._decode_audio()
+        assert self._audio_span is not None
+        return self._audio_span
+
+    # ---------------------------------------------------------------------------------------- audio
+    def audio(self, *, allow_silent: bool = False) -> tuple[np.ndarray, int]:
+        """Mono float32 waveform at ``cfg.sample_rate``, sample 0 = container start; decoded once.
+
+        Raises ``ItemError`` for no audio stream, undecodable or truncated audio, and (unless
+        ``allow_silent``) a silent track.
+        """
+        wave = self._decode_audio()
+        if not allow_silent:
+            rms, peak, active = self.audio_level  # type: ignore[misc]
+            if active < self.cfg.silence_dbfs:
+                raise _err(
+                    f"silent audio track (active level {active:.1f} dBFS, RMS {rms:.1f}, peak {peak:.1f}; "
+                    f"threshold {self.cfg.silence_dbfs:.0f} dBFS)", self.item, "audio",
+                )
+        return wave, self.cfg.sample_rate
+
+    def _decode_audio(self) -> np.ndarray:
+        if self._audio is not None:
+            return self._audio
+        import av
+
+        ainfo = self.info.audio
+        if ainfo is None:
+            raise _err("no audio stream in the file", self.item, "audio")
+        sr = self.cfg.sample_rate
+        chunks: list[np.ndarray] = []
+        container = _open_container(self.path, self.item)
+        with container:
+            stream = container.streams.audio[0]
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
+            try:
+                for frame in container.decode(stream):
+                    for out in resampler.resample(frame):
+                        chunks.append(out.to_ndarray().reshape(-1))
+                for out in resampler.resample(None):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            except av.error.FFmpegError as e:
+                got = sum(c.size for c in chunks) / sr
+                declared = f" of {ainfo.duration:.2f} s declared" if ainfo.duration else ""
+                raise _err(f"audio decoding failed after {got:.2f} s{declared}, corrupt or truncated "
+                           f"({e.__class__.__name__}: {e})", self.item, "audio") from e
+        decoded = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
+        got = decoded.size / sr
+        if got < self.cfg.min_duration_s:
+            raise _err(f"audio stream decodes to {got:.3f} s (zero duration)", self.item, "audio")
+        if ainfo.duration and got < _TRUNCATION_RATIO * ainfo.duration:
+            raise _err(f"audio truncated: decoded {got:.2f} s of {ainfo.duration:.2f} s declared", self.item, "audio")
+        pad = int(round(ainfo.start * sr))
+        wave = np.concatenate([np.zeros(pad, np.float32), decoded]) if pad else decoded
+        self._audio, self._audio_span = wave, (pad / sr, wave.size / sr)
+        self.audio_level = level_dbfs(decoded, sr)
+        return wave
+
+    # --------------------------------------------------------------------------------------- frames
+    def frames(
+        self, *, fps: float | None = None, max_side: int | None = None, fmt: str = "rgb24",
+        start: float | None = None, end: float | None = None,
+    ) -> Iterator[tuple[float, np.ndarray]]:
+        """(time_s, uint8 [H, W, 3] RGB; [H, W] for ``fmt="gray"``), sampled at ``fps`` (default: config).
+
+        ``start``/``end`` restrict to a window (the decoder seeks to the keyframe before ``start``).
+        Raises ``ItemError`` for no video stream, a decoding error, or a stream that ends well before its
+        declared duration (truncated file).
+        """
+        import av
+        from av.video.reformatter import VideoReformatter
+
+        vinfo = self.info.video
+        if vinfo is None:
+            raise _err("no video stream in the file", self.item, "video")
+        fps = fps if fps is not None else self.cfg.fps
+        max_side = max_side if max_side is not None else self.cfg.max_side
+        out_fmt = {"rgb24": "rgb24", "rgb": "rgb24", "gray": "gray", "bgr24": "bgr24"}[fmt]
+        w, h = vinfo.width, vinfo.height
+        scale = 1.0 if not max_side else min(1.0, max_side / max(w, h))
+        size = (max(2, round(w * scale)), max(2, round(h * scale))) if scale < 1.0 else (None, None)
+        step = 1.0 / fps if fps else 0.0
+        # one reformatter for the whole stream: a fresh swscale context per frame costs more than decoding
+        reformatter = VideoReformatter()
+        container = _open_container(self.path, self.item)
+        with container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            t0 = _container_t0(container)
+            if start and start > 0 and stream.time_base:
+                container.seek(int((start + t0) / stream.time_base), stream=stream, backward=True)
+            next_t, last_t, n_dec = -np.inf, -np.inf, 0
+            try:
+                for frame in container.decode(stream):
+                    n_dec += 1
+                    t = (frame.time if frame.time is not None else n_dec / (vinfo.fps or 25.0)) - t0
+                    last_t = max(last_t, t)
+                    if start is not None and t < start - 1e-6:
+                        continue
+                    if end is not None and t > end + 1e-6:
+                        return
+                    if t + 1e-6 < next_t:
+                        continue  # not sampled: never converted
+                    # keep a steady rate; resync after a jump (a seek, a long frame)
+                    next_t = t + step if next_t == -np.inf else max(next_t + step, t + 0.5 * step)
+                    img = reformatter.reformat(
+                        frame, size[0], size[1], out_fmt, interpolation=self.cfg.interpolation
+                    ).to_ndarray()
+                    yield float(t), img
+            except av.error.FFmpegError as e:
+                raise _err(f"video decoding failed after frame {n_dec} (t={last_t:.2f} s; "
+                           f"{e.__class__.__name__}: {e})", self.item, "video") from e
+        if n_dec == 0:
+            raise _err("video stream has no decodable frame", self.item, "video")
+        if end is None and vinfo.duration and last_t + 2.0 / (vinfo.fps or 25.0) < _TRUNCATION_RATIO * vinfo.duration:
+            raise _err(f"video truncated: frames end at {last_t:.2f} s of {vinfo.duration:.2f} s declared",
+                       self.item, "video")
+
+
+def open_media(
+    path: str | Path, *, sample_rate: int = 16000, fps: float | None = None, max_side: int | None = None,
+    silence_dbfs: float = -60.0, min_duration_s: float = 0.1, item: str | None = None,
+) -> MediaFile:
+    """Probe ``path`` and return a lazy :class:`MediaFile`; nothing is decoded until asked for."""
+    cfg = MediaConfig(sample_rate=sample_rate, fps=fps, max_side=max_side, silence_dbfs=silence_dbfs,
+                      min_duration_s=min_duration_s)
+    return MediaFile(path, cfg, item=item)
