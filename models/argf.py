@@ -163,8 +163,11 @@ class ARGF(AffectModel):
         """Codes [B, k] per modality; a missing modality's code is zero (``zero_code``)."""
         codes = {}
         for m in self.modalities:
-            pres = self._present(batch, m).unsqueeze(-1)
-            codes[m] = self.encoders[m](batch.x[m] * pres) * pres
+            pres = self._present(batch, m).unsqueeze(-1) > 0
+            # torch.where, not a product: a missing row may hold NaN (null in the store)
+            x = torch.where(pres, batch.x[m], torch.zeros_like(batch.x[m]))
+            z = self.encoders[m](x)
+            codes[m] = torch.where(pres, z, torch.zeros_like(z))
         return codes
 
     def fuse(self, codes: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -214,8 +217,9 @@ class ARGF(AffectModel):
         assert self.decoders is not None
         total = torch.zeros((), device=batch.y.device)
         for m in self.modalities:
-            err = self.decoders[m](codes[m]) - batch.x[m]
             pres = self._present(batch, m)
+            x = torch.where(pres.unsqueeze(-1) > 0, batch.x[m], torch.zeros_like(batch.x[m]))
+            err = self.decoders[m](codes[m]) - x
             if self.cfg.reconstruction == "l2":
                 total = total + _masked_mean(err.pow(2).sum(-1).add(_EPS).sqrt(), pres)
             else:

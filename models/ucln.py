@@ -76,9 +76,9 @@ class UCLN(AffectModel):
         x = batch.x[self.cfg.modality]
         b, u, _ = x.shape
         pres = batch.present.get(self.cfg.modality)
-        if pres is not None:
-            pres = pres.to(x.dtype)
-            x = x * (pres.unsqueeze(-1) if pres.dim() == 2 else pres.view(b, 1, 1))
+        if pres is not None:  # torch.where, not a product: a missing row may hold NaN
+            pres = pres.bool().unsqueeze(-1) if pres.dim() == 2 else pres.bool().view(b, 1, 1)
+            x = torch.where(pres, x, torch.zeros_like(x))
         packed = pack_padded_sequence(x, self._lengths(batch.mask, b, u), batch_first=True, enforce_sorted=False)
         h, _ = pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=u)
         ctx = torch.tanh(self.context(self.drop_rnn(h)))

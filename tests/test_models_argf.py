@@ -240,11 +240,15 @@ def test_missing_modality_gets_a_zero_code_and_is_left_out_of_its_losses() -> No
     noisy = Batch({**batch.x, "audio": batch.x["audio"] + 1e3 * (~absent).float().unsqueeze(1)}, batch.y,
                   batch.present)
     torch.testing.assert_close(model.predict(noisy)["logits"], out["logits"])
+    nan = Batch({**batch.x, "audio": torch.where(absent.unsqueeze(1), batch.x["audio"], torch.nan)}, batch.y,
+                batch.present)
+    torch.testing.assert_close(model.predict(nan)["logits"], out["logits"])
     model.eval()
     codes = model.encode(batch)
     torch.testing.assert_close(model.reconstruction_loss(codes, batch), model.reconstruction_loss(codes, noisy))
-    logs = model.training_step(batch, model.make_optimizers())
+    logs = model.training_step(nan, model.make_optimizers())
     assert all(np.isfinite(v) for v in logs.values())
+    assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
 # ---------------------------------------------------------------- counts

@@ -91,6 +91,9 @@ def test_missing_modality_input_is_zeroed() -> None:
     zeroed = Batch({"audio": batch.x["audio"] * present.view(3, 1, 1).float()}, batch.y, mask=batch.mask)
     with_flag = Batch(batch.x, batch.y, {"audio": present}, batch.mask)
     torch.testing.assert_close(model(with_flag)["context"], model(zeroed)["context"])
+    nan = Batch({"audio": torch.where(present.view(3, 1, 1), batch.x["audio"], torch.nan)}, batch.y,
+                {"audio": present}, batch.mask)
+    torch.testing.assert_close(model(nan)["context"], model(zeroed)["context"])
 
 
 def test_identical_seeds_identical_outputs_and_wrong_modality_refused() -> None:
