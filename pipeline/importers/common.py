@@ -79,7 +79,7 @@ def read_segments_table(path: str | Path, *, split_column: str | None = "split")
 
 def check_split_names(split: pd.Series, origin: str | Path) -> None:
     values = split.astype(object).where(split.notna(), None)
-    bad = sorted({str(v) for v in values if v not in SPLITS})
+    bad = sorted({"<empty>" if v is None else str(v) for v in values if v not in SPLITS})
     if bad:
         raise SplitError(f"unknown split names {bad}; allowed: {list(SPLITS)}", path=origin)
 
