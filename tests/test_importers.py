@@ -234,6 +234,8 @@ def _seg_and_npz(tmp_path, segments_csv, raw_npz, n=40):
     ("unknown_id", "not in the segments table"),
     ("no_split_col", "lacks columns"),
     ("missing_file", "not found"),
+    ("bad_index", "must hold integers"),
+    ("bad_label", "values other than 0/1"),
 ])
 def test_table_input_errors(tmp_path, segments_csv, raw_npz, case, match):
     seg, arrays = _seg_and_npz(tmp_path, segments_csv, raw_npz)
@@ -252,6 +254,11 @@ def test_table_input_errors(tmp_path, segments_csv, raw_npz, case, match):
     elif case == "unknown_id":
         arrays["segment_id"] = arrays["segment_id"].copy()
         arrays["segment_id"][0] = "nosuchvideo_1"
+    elif case == "bad_index":
+        seg["segment_index"] = seg["segment_index"].astype(object)
+        seg.loc[4, "segment_index"] = "four"
+    elif case == "bad_label":
+        seg.loc[2, "label_bin"] = 2
     elif case == "no_split_col":
         seg = seg.drop(columns="split")
     seg_path, npz_path = tmp_path / "seg.csv", tmp_path / "feat.npz"

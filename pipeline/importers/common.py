@@ -65,6 +65,11 @@ def read_segments_table(path: str | Path, *, split_column: str | None = "split")
         check_split_names(df["split"], p)
     if "segment_index" not in df.columns:
         df["segment_index"] = df.groupby("video_id", sort=False).cumcount()
+    for col in ("segment_index", "label_bin", "label_class"):
+        if col in df.columns:
+            _check_integer(df, col, p)
+    if "label_bin" in df.columns and not df["label_bin"].dropna().isin([0, 1]).all():
+        raise InputError(f"label_bin has values other than 0/1: {sorted(set(df['label_bin'].dropna()) - {0, 1})[:5]}", path=p)
     for col in ("start", "end", "score"):
         if col in df.columns:
             try:
@@ -75,6 +80,16 @@ def read_segments_table(path: str | Path, *, split_column: str | None = "split")
             if np.isinf(vals).any():
                 raise InputError(f"column {col!r} has infinite values", path=p)
     return df
+
+
+def _check_integer(df: pd.DataFrame, col: str, origin: Path) -> None:
+    vals = pd.to_numeric(df[col], errors="coerce")
+    bad = (vals.isna() & df[col].notna()) | (vals.notna() & (vals != vals.round()))
+    if col == "segment_index":
+        bad |= vals.isna()
+    if bad.any():
+        raise InputError(f"column {col!r} must hold integers; row {int(np.flatnonzero(bad)[0])} has {df[col][bad].iloc[0]!r}", path=origin)
+    df[col] = vals.astype("Int64")
 
 
 def check_split_names(split: pd.Series, origin: str | Path) -> None:

@@ -166,6 +166,9 @@ def build_legacy_pickle(
     seg = read_segments_table(segments, split_column=None) if segments is not None else None
     names = _video_names(seg, counts, policy.known_test_positions(), str(segments))
     rows["split"] = [policy.assign(s, int(pos)) for s, pos in zip(rows["section"], rows["position"], strict=True)]
+    empty_splits = sorted({policy.assign(s, i) for s in sections for i in range(n_videos[s])} - set(rows["split"]))
+    if empty_splits:
+        note(notes, f"split(s) {empty_splits} of policy {split_policy!r} have 0 rows in this file")
     rows["video_id"] = [
         names.get((s, int(pos)), f"{s}-v{int(pos):03d}") for s, pos in zip(rows["section"], rows["position"], strict=True)
     ]
