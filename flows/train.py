@@ -1,0 +1,41 @@
+"""``train_model``: a thin Prefect flow over :func:`pipeline.train.train` (and, for UCLN, one run per
+modality plus the context feature set). All logic lives in ``pipeline/``; this adds tasks, logging and
+a flow result (run directories + best valid metrics). Expected failures are permanent: no retries.
+"""
+
+from __future__ import annotations
+
+import json
+
+from prefect import flow, get_run_logger, task
+
+from pipeline.checkpoint import read_run_info
+
+
+@task(name="train-run", retries=0)
+def train_task(config: dict, store: str, dataset: str, features: str | dict | None, out_dir: str,
+               write_context: str | None = None) -> dict[str, str]:
+    from models.registry import get_model_class
+    from pipeline.train import TrainConfig, train
+
+    cfg = TrainConfig(**config)
+    log = get_run_logger()
+    cls = get_model_class(cfg.model)
+    if cls.input_kind == "video" and "modality" in cls.Config.model_fields:
+        from pipeline.context import train_ucln_per_modality
+
+        runs = train_ucln_per_modality(cfg, store=store, dataset=dataset, features=features, out_dir=out_dir,
+                                       write_context=write_context, progress=log.info)
+        return {m: str(p) for m, p in runs.items()}
+    return {"run": str(train(cfg, store=store, dataset=dataset, features=features, out_dir=out_dir, progress=log.info))}
+
+
+@flow(name="train_model", log_prints=True)
+def train_model(config: dict, store: str, dataset: str, out_dir: str, features: str | dict | None = None,
+                write_context: str | None = None) -> dict:
+    """Train ``config`` (TrainConfig fields); returns run dirs and their best valid metrics."""
+    runs = train_task(config, store, dataset, features, out_dir, write_context)
+    result = {name: {"run_dir": run, **read_run_info(run).best_valid} for name, run in runs.items()}
+    get_run_logger().info("trained: %s", json.dumps(result))
+    return result
+

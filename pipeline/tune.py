@@ -1,0 +1,129 @@
+"""Hyper-parameter search with Optuna over the search space a model class declares as data.
+
+``Model.search_space`` maps a key to a list (categorical choices) or a tuple ``(lo, hi[, "log"])``
+(a range; ints give an int range). A key that is a :class:`pipeline.train.TrainConfig` field
+(``batch_size``, ``patience``, ...) goes to the trainer, every other key to the model config. Each
+trial trains with the one trainer and is scored on VALID only (the epoch inside a trial is chosen on
+valid too); the test split is never read. The sampler is seeded, so a search is repeatable.
+The result is a YAML file of TrainConfig fields that ``affectflow train --config`` accepts.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+
+from models.registry import get_model_class
+from pipeline.data import FeaturesArg, prepare
+from pipeline.errors import InputError
+from pipeline.provenance import StageConfig, canonical_json
+from pipeline.train import HIGHER_IS_BETTER, Progress, TrainConfig, fit
+
+TRAIN_KEYS = set(TrainConfig.model_fields) - {"model", "model_cfg"}
+
+
+class TuneConfig(StageConfig):
+    trials: int = 20
+    seed: int = 0  # sampler seed; each trial trains with the base config's seed
+    timeout_s: float | None = None
+    space: dict[str, list | tuple] | None = None  # None: the model class's search_space
+
+
+def suggest(trial: optuna.Trial, key: str, spec: list | tuple) -> Any:
+    if isinstance(spec, list):
+        if not spec:
+            raise InputError(f"search space {key!r}: empty choice list")
+        # Optuna's categorical values must be primitives; other values are chosen by index.
+        if all(v is None or isinstance(v, bool | int | float | str) for v in spec):
+            return trial.suggest_categorical(key, spec)
+        return spec[trial.suggest_categorical(f"{key}__index", list(range(len(spec))))]
+    if isinstance(spec, tuple) and len(spec) in (2, 3):
+        lo, hi = spec[0], spec[1]
+        log = len(spec) == 3 and spec[2] == "log"
+        if isinstance(lo, int) and isinstance(hi, int) and not isinstance(lo, bool):
+            return trial.suggest_int(key, lo, hi, log=log)
+        return trial.suggest_float(key, float(lo), float(hi), log=log)
+    raise InputError(f"search space {key!r}: expected a list of choices or (lo, hi[, 'log']), got {spec!r}")
+
+
+def apply_params(base: TrainConfig, params: dict[str, Any]) -> TrainConfig:
+    """A TrainConfig with the sampled values: trainer keys to the trainer, the rest to the model."""
+    train_part = {k: v for k, v in params.items() if k in TRAIN_KEYS}
+    model_part = {k: v for k, v in params.items() if k not in TRAIN_KEYS}
+    return TrainConfig(**{**base.model_dump(), **train_part, "model_cfg": {**base.model_cfg, **model_part}})
+
+
+def tune(
+    base: TrainConfig,
+    tcfg: TuneConfig,
+    *,
+    store: str | Path,
+    dataset: str,
+    features: FeaturesArg = None,
+    out: str | Path,
+    progress: Progress = print,
+) -> dict:
+    """Search, write the best TrainConfig to ``out`` (YAML) and return a summary (best value, trials)."""
+    cls = get_model_class(base.model)
+    space = tcfg.space if tcfg.space is not None else getattr(cls, "search_space", None)
+    if not space:
+        raise InputError(f"model {base.model!r} declares no search_space")
+    prep = prepare(store, dataset, features, modalities=base.modalities, label_kind=base.label, standardize=base.standardize)
+    metric = base.select_metric
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        direction="maximize" if HIGHER_IS_BETTER[metric] else "minimize",
+        sampler=optuna.samplers.TPESampler(seed=tcfg.seed),
+    )
+    trials: list[dict] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {k: suggest(trial, k, spec) for k, spec in space.items()}
+        cfg = apply_params(base, params)
+        t0 = time.perf_counter()
+        res = fit(cfg, prep)
+        value = float(res.best_valid[metric])
+        trial.set_user_attr("config", cfg.model_dump(mode="json"))
+        trial.set_user_attr("best_epoch", res.best_epoch)
+        trials.append({"trial": trial.number, "params": params, "valid": value, "best_epoch": res.best_epoch,
+                       "seconds": round(time.perf_counter() - t0, 2)})
+        if progress:
+            progress(f"trial {trial.number:3d} valid {metric} {value:.4f} (epoch {res.best_epoch}) {canonical_json(params)}")
+        return value
+
+    study.optimize(objective, n_trials=tcfg.trials, timeout=tcfg.timeout_s)
+    best = study.best_trial
+    chosen = TrainConfig(**best.user_attrs["config"])
+    # The chosen config's epoch bound stays as given: `train` re-selects the epoch on valid.
+    header = (f"# affectflow tune: {base.model} on {dataset}, {len(trials)} trials, sampler seed {tcfg.seed}\n"
+              f"# best valid {metric} {best.value:.4f} at trial {best.number} (epoch {best.user_attrs['best_epoch']})\n")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(header + yaml.safe_dump(chosen.model_dump(mode="json"), sort_keys=False))
+    summary = {"model": base.model, "dataset": dataset, "metric": metric, "best_value": best.value,
+               "best_trial": best.number, "config": chosen.model_dump(mode="json"), "trials": trials}
+    trials_path = out.with_suffix(".trials.json")
+    trials_path.write_text(canonical_json(summary))
+    return summary
+
+
+def load_config_file(path: str | Path, **overrides: Any) -> TrainConfig:
+    """A TrainConfig from YAML/JSON (what ``tune`` writes); ``overrides`` that are not None win."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("config file not found", path=p)
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise InputError(f"not valid YAML/JSON: {e}", path=p) from e
+    if not isinstance(data, dict):
+        raise InputError("config file must hold a mapping of TrainConfig fields", path=p)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return TrainConfig(**data)
+    except Exception as e:
+        raise InputError(f"invalid train config: {e}", path=p) from e
