@@ -191,8 +191,11 @@ def build_csd(
                     f"{len(ivs)} rows); align the sequences first",
                     path=files[m],
                 )
-        for i, (start, end) in enumerate(ivs):
-            rows.append({"video_id": vid, "segment_id": f"{vid}_{i + 1}", "segment_index": i + 1, "start": start, "end": end})
+        idx = np.arange(1, len(ivs) + 1)
+        rows.append(pd.DataFrame({
+            "video_id": vid, "segment_id": [f"{vid}_{i}" for i in idx], "segment_index": idx,
+            "start": ivs[:, 0], "end": ivs[:, 1],
+        }))
         for m, cs in seqs.items():
             if m in have:
                 x = np.asarray(have[m]["features"], np.float64)
@@ -208,7 +211,8 @@ def build_csd(
         n_missing = int(np.concatenate(missing[m]).sum()) if missing[m] else 0
         if n_missing:
             note(notes, f"{files[m].name}: {n_missing} segments of videos it does not cover are stored as missing")
-    seg = pd.DataFrame(rows)
+    seg = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
+        columns=["video_id", "segment_id", "segment_index", "start", "end"])
     seg["split"] = default_split
     if segments is not None:
         table = read_segments_table(segments)
