@@ -103,3 +103,32 @@ def test_action_unit_proxies_move_the_right_way_on_mead(clips_dir: Path, actor: 
     assert happy["au20_mouth_width"] > neutral["au20_mouth_width"]
     # a frontal camera: the pose estimate stays near frontal
     assert abs(neutral["head_yaw_deg"]) < 20 and abs(neutral["head_roll_deg"]) < 10
+
+
+class _EveryFrameRGB:
+    """A minimal MediaSource: every decoded frame, full size, RGB (the protocol's plain ``frames()``)."""
+
+    def __init__(self, path: Path) -> None:
+        from pipeline.media import open_media
+
+        self._media = open_media(path)
+
+    def audio(self):  # noqa: ANN201
+        return self._media.audio()
+
+    def frames(self):  # noqa: ANN201
+        return self._media.frames()
+
+
+def test_shared_media_object_and_plain_media_source_give_the_same_track(clips_dir: Path) -> None:
+    from pipeline.media import open_media
+
+    path = clips_dir / "lrs2_deep_avsr" / "00008.mp4"
+    own = track_faces(item(path), None, CFG)
+    shared = track_faces(item(path), open_media(path), CFG)
+    plain = track_faces(item(path), _EveryFrameRGB(path), CFG)
+    for other in (shared, plain):
+        assert np.allclose(other.sample_times, own.sample_times)
+        assert len(other.frames) == len(own.frames)
+    # same frames, same detector: the same landmarks up to RGB->gray conversion rounding
+    assert np.abs(plain.frames[0].landmarks - own.frames[0].landmarks).mean() < 2.0

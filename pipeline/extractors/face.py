@@ -130,52 +130,71 @@ def _downscale(gray: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     return np.ascontiguousarray(gray), scale
 
 
-def _pyav_frames(path: Path, item_id: str) -> Iterator[tuple[float, np.ndarray]]:
-    """Fallback decoder when no MediaSource is given: PyAV, gray frames, every frame (subsampled later)."""
-    import av
+def _frame_stream(media: MediaSource, fps: float, max_side: int, start: float | None, end: float | None):  # noqa: ANN202
+    """Frames from the shared media object: ``pipeline.media.MediaFile`` samples, downscales, converts to
+    gray and seeks to the window itself; a plain ``MediaSource`` yields every frame (filtered here).
 
+    Seeking is only an optimisation: some containers (MPEG-PS) land after the requested time, so when
+    the first frame comes later than one sampling step past ``start`` the window is decoded from 0."""
     try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as e:
-        raise ItemError(f"cannot open video ({e})", item=item_id, stage="decode", modality="video") from e
-    with container:
-        if not container.streams.video:
-            raise ItemError("file has no video stream", item=item_id, stage="decode", modality="video")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        tb = float(stream.time_base or 0) or 1.0 / 25
-        try:
-            for i, frame in enumerate(container.decode(stream)):
-                t = float(frame.pts * tb) if frame.pts is not None else i / float(stream.average_rate or 25)
-                yield t, frame.to_ndarray(format="gray")
-        except av.error.FFmpegError as e:
-            raise ItemError(f"decoding failed ({e})", item=item_id, stage="decode", modality="video") from e
+        it = iter(media.frames(fps=fps, max_side=max_side, fmt="gray", start=start, end=end))  # type: ignore[call-arg]
+    except TypeError:
+        yield from media.frames()  # type: ignore[misc]
+        return
+    first = next(it, None)
+    if first is not None and start and first[0] > start + 1.0 / fps:
+        it = iter(media.frames(fps=fps, max_side=max_side, fmt="gray", end=end))  # type: ignore[call-arg]
+        first = next(it, None)
+    if first is not None:
+        yield first
+        yield from it
 
 
 def sampled_frames(
     item: MediaItem, media: MediaSource | None, fps: float, max_side: int
 ) -> Iterator[tuple[float, np.ndarray, float, tuple[int, int]]]:
-    """(time, downscaled gray frame, scale, original (w, h)) at ``fps``, from the shared MediaSource when
-    the driver gives one (decoded once for all extractors), else decoded here with PyAV."""
-    if media is not None:
-        raw: Iterator = iter(media.frames())  # type: ignore[call-overload]
-    elif item.path is not None:
-        raw = _pyav_frames(Path(item.path), item.item_id)
-    else:
-        raise ItemError("no media file (transcript-only item)", item=item.item_id, stage="decode", modality="video")
+    """(time, downscaled gray frame, scale, original (w, h)) at ``fps`` inside the item's segments.
+
+    Decoding is ``pipeline.media``'s (PyAV, its own ffmpeg): the driver's shared media object when given,
+    else the file opened here. Only the union of the segments is decoded (seeking to each window).
+    """
+    if media is None:
+        if item.path is None:
+            raise ItemError("transcript-only item: no media file", item=item.item_id, stage="decode", modality="video")
+        from pipeline.media import open_media
+
+        media = open_media(item.path, item=item.item_id)
+    vinfo = getattr(getattr(media, "info", None), "video", None)
     windows = _segment_windows(item)
-    step, next_t = 1.0 / fps, -np.inf
-    for t, img in raw:
-        if t + 1e-6 < next_t:
-            continue
-        if windows is not None and not ((windows[:, 0] - 1e-6 <= t) & (t <= windows[:, 1] + 1e-6)).any():
-            continue
-        # keep a steady rate; resync after a jump (a gap between segments, a long frame)
-        next_t = t + step if next_t == -np.inf else max(next_t + step, t + 0.5 * step)
-        gray = img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
-        h, w = gray.shape
-        small, scale = _downscale(gray, max_side)
-        yield float(t), small, scale, (w, h)
+    pieces = [(None, None)] if windows is None else [(float(a), float(b)) for a, b in merge_windows(windows)]
+    step = 1.0 / fps
+    for lo, hi in pieces:
+        next_t = -np.inf
+        for t, img in _frame_stream(media, fps, max_side, lo, hi):
+            if t + 1e-6 < next_t or (lo is not None and not lo - 1e-6 <= t <= hi + 1e-6):
+                continue
+            # keep a steady rate; resync after a jump (a long frame, a seek)
+            next_t = t + step if next_t == -np.inf else max(next_t + step, t + 0.5 * step)
+            gray = img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+            small, scale = _downscale(gray, max_side)
+            if vinfo is not None and vinfo.width:
+                size = (int(vinfo.width), int(vinfo.height))
+                scale = small.shape[1] / size[0]
+            else:
+                size = (round(small.shape[1] / scale), round(small.shape[0] / scale))
+            yield float(t), small, scale, size
+
+
+def merge_windows(windows: np.ndarray) -> np.ndarray:
+    """Union of [K, 2] windows as sorted disjoint windows, so each stretch of video is decoded once."""
+    w = windows[np.argsort(windows[:, 0])]
+    out = [w[0].copy()]
+    for a, b in w[1:]:
+        if a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append(np.array([a, b]))
+    return np.asarray(out, np.float64)
 
 
 def _segment_windows(item: MediaItem) -> np.ndarray | None:
@@ -257,6 +276,8 @@ def track_faces(item: MediaItem, media: MediaSource | None, cfg: FaceTrackConfig
     prev_pts: np.ndarray | None = None
     missed = 0  # detector misses in a row while the track is kept alive by tracking alone
     for k, (t, img, scale, frame_size) in enumerate(sampled_frames(item, media, cfg.fps, cfg.max_side)):
+        if times and t - times[-1] > 2.5 / cfg.fps:
+            prev = prev_pts = None  # a jump between segment windows: re-detect, never track across it
         times.append(t)
         size = frame_size
         pts, q, source = None, float("inf"), ""
