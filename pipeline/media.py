@@ -16,6 +16,7 @@ mono float32 waveform (64 kB per second at 16 kHz) is cached.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -284,7 +285,6 @@ class MediaFile:
         Raises ``ItemError`` for no video stream, a decoding error, or a stream that ends well before its
         declared duration (truncated file).
         """
-        import av
         from av.video.reformatter import VideoReformatter
 
         vinfo = self.info.video
@@ -299,39 +299,54 @@ class MediaFile:
         step = 1.0 / fps if fps else 0.0
         # one reformatter for the whole stream: a fresh swscale context per frame costs more than decoding
         reformatter = VideoReformatter()
+        frame_dt = 1.0 / (vinfo.fps if vinfo.fps and vinfo.fps == vinfo.fps else 25.0)
+        decoded = self._decoded_frames(start, frame_dt)
+        first = next(decoded, None)
+        if start and first is not None and first[0] > start + 1.5 * frame_dt:
+            # some containers (MPEG-PS) seek past the requested time: decode from the start instead
+            decoded.close()
+            decoded = self._decoded_frames(None, frame_dt)
+            first = next(decoded, None)
+        if first is None:
+            raise _err("video stream has no decodable frame", self.item, "video")
+        next_t, last_t = -np.inf, -np.inf
+        for t, frame in itertools.chain([first], decoded):
+            last_t = max(last_t, t)
+            if start is not None and t < start - 1e-6:
+                continue
+            if end is not None and t > end + 1e-6:
+                decoded.close()
+                return
+            if t + 1e-6 < next_t:
+                continue  # not sampled: never converted
+            # keep a steady rate; resync after a jump (a seek, a long frame)
+            next_t = t + step if next_t == -np.inf else max(next_t + step, t + 0.5 * step)
+            img = reformatter.reformat(frame, size[0], size[1], out_fmt, interpolation=self.cfg.interpolation)
+            yield t, img.to_ndarray()
+        if end is None and vinfo.duration and last_t + 2 * frame_dt < _TRUNCATION_RATIO * vinfo.duration:
+            raise _err(f"video truncated: frames end at {last_t:.2f} s of {vinfo.duration:.2f} s declared",
+                       self.item, "video")
+
+    def _decoded_frames(self, seek_to: float | None, frame_dt: float) -> Iterator[tuple[float, object]]:
+        """(time from container start, av.VideoFrame) for every decoded frame, after an optional seek."""
+        import av
+
         container = _open_container(self.path, self.item)
         with container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             t0 = _container_t0(container)
-            if start and start > 0 and stream.time_base:
-                container.seek(int((start + t0) / stream.time_base), stream=stream, backward=True)
-            next_t, last_t, n_dec = -np.inf, -np.inf, 0
+            if seek_to and seek_to > 0 and stream.time_base:
+                container.seek(int((seek_to + t0) / stream.time_base), stream=stream, backward=True)
+            n, t = 0, float("nan")
             try:
                 for frame in container.decode(stream):
-                    n_dec += 1
-                    t = (frame.time if frame.time is not None else n_dec / (vinfo.fps or 25.0)) - t0
-                    last_t = max(last_t, t)
-                    if start is not None and t < start - 1e-6:
-                        continue
-                    if end is not None and t > end + 1e-6:
-                        return
-                    if t + 1e-6 < next_t:
-                        continue  # not sampled: never converted
-                    # keep a steady rate; resync after a jump (a seek, a long frame)
-                    next_t = t + step if next_t == -np.inf else max(next_t + step, t + 0.5 * step)
-                    img = reformatter.reformat(
-                        frame, size[0], size[1], out_fmt, interpolation=self.cfg.interpolation
-                    ).to_ndarray()
-                    yield float(t), img
+                    n += 1
+                    t = (frame.time if frame.time is not None else n * frame_dt) - t0
+                    yield float(t), frame
             except av.error.FFmpegError as e:
-                raise _err(f"video decoding failed after frame {n_dec} (t={last_t:.2f} s; "
+                raise _err(f"video decoding failed after frame {n} (t={t:.2f} s; "
                            f"{e.__class__.__name__}: {e})", self.item, "video") from e
-        if n_dec == 0:
-            raise _err("video stream has no decodable frame", self.item, "video")
-        if end is None and vinfo.duration and last_t + 2.0 / (vinfo.fps or 25.0) < _TRUNCATION_RATIO * vinfo.duration:
-            raise _err(f"video truncated: frames end at {last_t:.2f} s of {vinfo.duration:.2f} s declared",
-                       self.item, "video")
 
 
 def open_media(
@@ -342,3 +357,55 @@ def open_media(
     cfg = MediaConfig(sample_rate=sample_rate, fps=fps, max_side=max_side, silence_dbfs=silence_dbfs,
                       min_duration_s=min_duration_s)
     return MediaFile(path, cfg, item=item)
+
+
+# ------------------------------------------------------------------------------- for audio extractors
+
+
+def item_audio(item, media, *, stage: str) -> tuple[np.ndarray, int, tuple[float, float]]:  # noqa: ANN001
+    """(waveform, sample rate, audio span) of a corpus item, from the shared decoded ``media`` when the
+    driver gives one, else decoded here; ``ItemError`` when the item has no usable audio."""
+    if media is None:
+        if item.path is None:
+            raise ItemError("transcript-only item: no media file", item=item.item_id, stage=stage, modality="audio")
+        media = open_media(item.path, item=item.item_id)
+    wave, sr = media.audio()
+    span = getattr(media, "audio_span", (0.0, wave.size / sr))
+    return wave, sr, span
+
+
+def segment_windows(segments, span: tuple[float, float], min_seconds: float
+                    ) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:  # noqa: ANN001
+    """Segment bounds clipped to the audio span (NaN bounds = the whole span): ``(windows [K, 2],
+    usable [K] bool, notes)``. A segment with less than ``min_seconds`` of audio under it is not usable
+    (nothing to describe: it stays missing, never zeros); ``notes`` maps its ``segment_id`` to why."""
+    lo, hi = span
+    if segments is None or len(segments) == 0 or "start" not in segments or "end" not in segments:
+        return np.array([[lo, hi]], np.float64), np.array([hi - lo >= min_seconds]), {}
+    raw = segments[["start", "end"]].to_numpy(np.float64, copy=True)
+    w = raw.copy()
+    w[np.isnan(w[:, 0]), 0] = lo
+    w[np.isnan(w[:, 1]), 1] = hi
+    w = np.stack([np.clip(w[:, 0], lo, hi), np.clip(w[:, 1], lo, hi)], axis=1)
+    usable = (w[:, 1] - w[:, 0]) >= min_seconds
+    ids = segments["segment_id"].astype(str).tolist() if "segment_id" in segments else [str(i) for i in range(len(w))]
+    notes = {
+        ids[i]: (f"segment [{raw[i, 0]:.2f}, {raw[i, 1]:.2f}] s has {max(0.0, w[i, 1] - w[i, 0]):.2f} s of audio "
+                 f"under it (< {min_seconds} s; audio spans {lo:.2f}-{hi:.2f} s)")
+        for i in np.flatnonzero(~usable)
+    }
+    return w, usable, notes
+
+
+def merge_windows(windows: np.ndarray, gap: float = 0.0) -> np.ndarray:
+    """Union of [K, 2] windows as sorted disjoint windows (frame-level extractors run once per piece)."""
+    if len(windows) == 0:
+        return windows.reshape(0, 2)
+    w = windows[np.argsort(windows[:, 0])]
+    out = [w[0].copy()]
+    for s, e in w[1:]:
+        if s <= out[-1][1] + gap:
+            out[-1][1] = max(out[-1][1], e)
+        else:
+            out.append(np.array([s, e]))
+    return np.asarray(out, np.float64)

@@ -166,3 +166,10 @@ def test_level_dbfs_on_known_signals() -> None:
     assert peak == pytest.approx(20 * math.log10(0.5), abs=0.05)
     assert level_dbfs(np.zeros(sr, np.float32), sr)[2] <= -199
     assert MediaConfig().config_hash() == MediaConfig(sample_rate=16000).config_hash()
+
+
+def test_window_on_mpeg_ps_starts_at_the_window(clips_dir: Path) -> None:
+    # MPEG-PS seeks land past the requested time; frames() then decodes from the start instead
+    m = open_media(clips_dir / "grid_lipnet/bbaf2n.mpg", fps=5)
+    times = [t for t, _ in m.frames(start=1.0, end=2.0)]
+    assert times[0] == pytest.approx(1.0) and times[-1] == pytest.approx(2.0) and len(times) == 6

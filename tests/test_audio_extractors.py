@@ -1,0 +1,187 @@
+"""openSMILE and COVAREP-compatible extractors on real clips (speech, silence, no audio, late audio)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import shared_path
+from pydantic import ValidationError
+from scipy.linalg import solve_toeplitz
+
+from pipeline.errors import ItemError
+from pipeline.extractors.base import MediaItem
+from pipeline.extractors.covarep import CovarepConfig, _lpc, covarep_frames, mcep_matrix, perturbation
+from pipeline.extractors.opensmile_sets import smile_for
+from pipeline.extractors.registry import get_extractor, list_extractors
+from pipeline.media import open_media
+
+
+def _item(path: Path | None, bounds: list[tuple[float, float]] | None = None, item_id: str = "x") -> MediaItem:
+    bounds = bounds or [(np.nan, np.nan)]
+    seg = pd.DataFrame({
+        "segment_id": [f"{item_id}_{i}" for i in range(len(bounds))], "segment_index": range(len(bounds)),
+        "start": [b[0] for b in bounds], "end": [b[1] for b in bounds], "transcript": [""] * len(bounds),
+    })
+    return MediaItem(item_id, path, seg)
+
+
+@pytest.fixture(scope="module")
+def moud() -> tuple[MediaItem, object]:
+    path = shared_path("moud", "101_movies.mp4")
+    tr = pd.read_csv(shared_path("moud", "transcriptions", "101_movies.csv"), sep=";")
+    item = _item(path, list(zip(tr["#starttime"], tr["#endtime"], strict=True)), "101_movies")
+    return item, open_media(path)
+
+
+@pytest.fixture(scope="module")
+def lrs2(clips_dir: Path) -> tuple[MediaItem, object]:
+    path = clips_dir / "lrs2_deep_avsr" / "00016.mp4"
+    return _item(path, item_id="00016"), open_media(path)
+
+
+def test_registry_and_configs() -> None:
+    names = set(list_extractors())
+    assert {"opensmile", "egemaps", "gemaps", "compare2016", "emobase", "is09", "covarep"} <= names
+    assert get_extractor("egemaps").cfg.feature_set == "eGeMAPSv02"
+    assert get_extractor("compare2016", level="lld_deltas").feature_name == "compare2016_lld_deltas"
+    assert get_extractor("opensmile", feature_set="emobase").feature_name == "opensmile_emobase"
+    with pytest.raises(ValidationError, match="no delta level"):
+        get_extractor("egemaps", level="lld_deltas")
+    with pytest.raises(ValidationError):
+        get_extractor("opensmile", feature_set="NotASet")
+    a, b = get_extractor("egemaps"), get_extractor("egemaps", level="lld")
+    assert a.cfg.config_hash() != b.cfg.config_hash()
+
+
+def test_egemaps_functionals_per_segment(moud) -> None:  # noqa: ANN001
+    item, media = moud
+    tf = get_extractor("egemaps").extract(item, media)
+    assert tf.values.shape == (5, 88)
+    assert tf.dim_names == list(smile_for("eGeMAPSv02", "functionals").feature_names)
+    assert tf.dim_names[0] == "F0semitoneFrom27.5Hz_sma3nz_amean"
+    # one vector per utterance, bounds = the transcript's, the last clipped to the decoded audio
+    assert np.allclose(tf.intervals[:4], item.segments[["start", "end"]].to_numpy()[:4])
+    assert tf.intervals[-1, 1] == pytest.approx(media.audio_span[1])
+    assert np.isfinite(tf.values).all()
+    assert np.abs(np.diff(tf.values, axis=0)).sum(1).min() > 0  # utterances differ
+    # the functionals are those of the utterance's own samples
+    wave, sr = media.audio()
+    s, e = item.segments.loc[2, ["start", "end"]]
+    direct = smile_for("eGeMAPSv02", "functionals").process_signal(wave[round(s * sr): round(e * sr)], sr)
+    assert np.allclose(tf.values[2], direct.to_numpy(np.float32)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_lld_levels(lrs2) -> None:  # noqa: ANN001
+    item, media = lrs2
+    tf = get_extractor("egemaps", level="lld").extract(item, media)
+    assert tf.values.shape[1] == 25 and tf.dim_names[0] == "Loudness_sma3"
+    assert abs(len(tf.values) - 100 * media.duration) < 10  # 10 ms hop
+    assert np.allclose(np.diff(tf.intervals[:, 0]), 0.01, atol=1e-6)
+    deltas = get_extractor("compare2016", level="lld_deltas").extract(item, media)
+    assert deltas.values.shape[1] == 65 and deltas.dim_names[0].endswith("_de")
+
+
+def test_compare_functionals_on_mpeg1_mp2(clips_dir: Path) -> None:
+    path = clips_dir / "grid_lipnet" / "bbaf2n.mpg"
+    tf = get_extractor("compare2016").extract(_item(path), open_media(path))
+    assert tf.values.shape == (1, 6373) and np.isfinite(tf.values).all()
+
+
+def test_audio_reasons_no_stream_silent_transcript_only(clips_dir: Path) -> None:
+    ex = get_extractor("egemaps")
+    mead = clips_dir / "mead_dreamtalk" / "W011_front_sad_level3_001.mp4"
+    with pytest.raises(ItemError, match="no audio stream"):
+        ex.extract(_item(mead), open_media(mead))
+    silent = clips_dir / "pyfeat" / "WolfgangLanger_Pexels.mp4"
+    with pytest.raises(ItemError, match="silent audio track"):
+        get_extractor("covarep").extract(_item(silent), None)  # decodes the file itself when no media given
+    with pytest.raises(ItemError, match="transcript-only"):
+        ex.extract(_item(None), None)
+
+
+def test_segments_without_audio_are_missing_with_a_note(clips_dir: Path) -> None:
+    # face_noface.mov: the audio stream starts 2.43 s into the video
+    path = clips_dir / "pyfeat" / "face_noface.mov"
+    item = _item(path, [(0.0, 2.0), (3.0, 5.0), (5.0, 5.05)], "fnf")
+    ex = get_extractor("egemaps")
+    tf = ex.extract(item, open_media(path))
+    assert tf.values.shape == (1, 88) and np.allclose(tf.intervals, [[3.0, 5.0]])
+    assert set(ex.segment_notes) == {"fnf_0", "fnf_2"} and "audio spans 2.43" in ex.segment_notes["fnf_0"]
+    cov = get_extractor("covarep")
+    seq = cov.extract(item, open_media(path))
+    assert seq.intervals[:, 0].min() >= 3.0 - 1e-9 and seq.intervals[:, 1].max() <= 5.05 + 1e-9
+    with pytest.raises(ItemError, match="no segment has"):
+        ex.extract(_item(path, [(0.0, 2.0)]), open_media(path))
+
+
+def test_covarep_on_speech_is_plausible(lrs2, clips_dir: Path) -> None:  # noqa: ANN001
+    item, media = lrs2
+    tf = get_extractor("covarep").extract(item, media)
+    names = tf.dim_names
+    assert names[:6] == ["F0", "VUV", "NAQ", "QOQ", "H1H2", "peakSlope"]
+    assert names[6:31] == [f"MCEP_{i}" for i in range(25)] and len(names) == tf.values.shape[1] == 36
+    assert np.allclose(np.diff(tf.intervals[:, 0]), 0.01, atol=1e-6)  # COVAREP's 100 Hz
+    df = pd.DataFrame(tf.values, columns=names)
+    voiced = df["VUV"] > 0
+    assert np.isfinite(tf.values).all()
+    assert 0.2 < voiced.mean() < 0.8  # running speech
+    assert (df.loc[~voiced, ["F0", "NAQ", "QOQ", "H1H2"]] == 0).all().all()  # COVAREP's unvoiced convention
+    f0 = df.loc[voiced, "F0"].median()
+    assert 80 < f0 < 250  # adult male BBC speaker
+    # independent tracker: openSMILE's ComParE F0 (Hz) agrees on the median within 15 %
+    ref = get_extractor("compare2016", level="lld").extract(item, media)
+    f0_ref = ref.values[:, ref.dim_names.index("F0final_sma")]
+    assert abs(f0 / np.median(f0_ref[f0_ref > 0]) - 1) < 0.15
+    v = df[voiced]
+    assert 0.05 < v["NAQ"].median() < 0.4 and 0.2 < v["QOQ"].median() < 0.8
+    assert 0 < v["HNR"].median() < 25 and 0 < v["jitter_local"].median() < 0.1
+    assert df["spectral_slope"].median() < 0 and df["MCEP_0"].std() > 0.5
+
+
+def test_covarep_on_silence_has_no_voicing(clips_dir: Path) -> None:
+    media = open_media(clips_dir / "pyfeat" / "WolfgangLanger_Pexels.mp4")
+    wave, sr = media.audio(allow_silent=True)
+    times, v = covarep_frames(wave[: 3 * sr], sr, CovarepConfig())
+    assert len(times) == 300 and np.isfinite(v).all()
+    assert (v[:, 1] == 0).all() and (v[:, :5] == 0).all()  # F0, VUV, NAQ, QOQ, H1H2
+
+
+def test_mcep_matrix_without_warping_is_the_real_cepstrum() -> None:
+    rng = np.random.default_rng(0)
+    n_fft = 512
+    logamp = np.log(np.abs(np.fft.rfft(rng.standard_normal(n_fft) * np.hanning(n_fft))) + 1e-3)
+    ceps = np.fft.irfft(logamp)  # log|X| = c0 + 2 sum c_m cos(m w)
+    ours = mcep_matrix(n_fft // 2 + 1, 24, 0.0) @ logamp
+    assert np.allclose(ours[0], ceps[0], atol=2e-3) and np.allclose(ours[1:], 2 * ceps[1:25], atol=2e-3)
+    warped = mcep_matrix(n_fft // 2 + 1, 24, 0.42) @ logamp
+    assert not np.allclose(warped, ours)
+
+
+def test_lpc_matches_toeplitz_solve() -> None:
+    rng = np.random.default_rng(1)
+    frames = np.cumsum(rng.standard_normal((3, 400)), axis=1) * np.hanning(400)
+    a = _lpc(frames, 8)
+    for f, row in zip(frames, a, strict=True):
+        r = np.correlate(f, f, "full")[399:408]
+        assert np.allclose(row[1:], -solve_toeplitz(r[:8], r[1:9]), atol=1e-6)
+
+
+def test_jitter_and_shimmer_on_known_pulse_trains() -> None:
+    sr, cfg = 16000, CovarepConfig()
+    t0 = 0.008
+    periods = np.where(np.arange(200) % 2 == 0, t0 * 1.05, t0 * 0.95)  # +-5 % alternation
+    pulse_t = 0.05 + np.concatenate([[0.0], np.cumsum(periods)])
+    x = np.zeros(int((pulse_t[-1] + 0.05) * sr))
+    amps = np.where(np.arange(len(pulse_t)) % 2 == 0, 1.0, 0.8)
+    for p, a in zip(pulse_t, amps, strict=True):
+        i = int(round(p * sr))
+        x[i], x[i + 20] = a, -a
+    times = np.array([0.5, 1.0])
+    jit, shim = perturbation(x, sr, times, pulse_t, cfg)
+    assert np.allclose(jit, 0.1, atol=0.005)  # |dT| = 0.1 T
+    assert np.allclose(shim, 0.2 / 0.9, atol=0.01)
+    steady, _ = perturbation(x, sr, times, 0.05 + np.arange(200) * t0, cfg)
+    assert np.allclose(steady, 0, atol=1e-9)
