@@ -57,6 +57,28 @@ class CascadedResidualAE(nn.Module):
         return h
 
 
+class CrossModalAttention(nn.Module):
+    """Query: one modality's latent; keys/values: the other modalities' latents; residual + LayerNorm."""
+
+    def __init__(self, k: int, heads: int, dropout: float, n_keys: int) -> None:
+        super().__init__()
+        self.k, self.n_keys = k, n_keys
+        self.attn = nn.MultiheadAttention(k, heads, dropout=dropout, batch_first=True)
+        self.norm = nn.LayerNorm(k)
+
+    def forward(self, query: Tensor, keys: Tensor) -> Tensor:
+        att, _ = self.attn(query.unsqueeze(1), keys, keys, need_weights=False)
+        return self.norm(query + att.squeeze(1))
+
+    def functional_flops(self, batch_size: int) -> int:
+        """For models.flops: nn.MultiheadAttention runs its projections functionally (no Linear hooks).
+        q, k, v and output projections, scores, softmax, weighted sum; plus ~5 per element for the
+        LayerNorm (not counted by the hooks either)."""
+        k, n = self.k, self.n_keys
+        proj = 2 * k * k * (1 + 2 * n + 1)
+        return batch_size * (proj + 2 * n * k + 3 * n + 2 * n * k + 5 * k)
+
+
 class CyINConfig(ModelConfig):
     k: int = Field(32, ge=1)  # latent size (divisible by heads)
     hidden: int = Field(64, ge=1)
@@ -107,8 +129,7 @@ class CyIN(AffectModel):
         self.translators = nn.ModuleDict(
             {f"{s}>{t}": CascadedResidualAE(k, h, cfg.cra_blocks) for s in mods for t in mods if s != t}
         )
-        self.attention = nn.ModuleDict({m: nn.MultiheadAttention(k, cfg.heads, dropout=p, batch_first=True) for m in mods})
-        self.norms = nn.ModuleDict({m: nn.LayerNorm(k) for m in mods})
+        self.attention = nn.ModuleDict({m: CrossModalAttention(k, cfg.heads, p, len(mods) - 1) for m in mods})
         self.label_encoder = mlp([len(mods) * k, h], dropout=p, last_act=nn.LeakyReLU())
         self.label_mu = nn.Linear(h, k)
         self.label_logvar = nn.Linear(h, k)
@@ -162,10 +183,8 @@ class CyIN(AffectModel):
     def fuse(self, b: dict[str, Tensor]) -> Tensor:
         fused = []
         for i in self.modalities:
-            q = b[i].unsqueeze(1)
             kv = torch.stack([b[j] for j in self.modalities if j != i], dim=1)
-            att, _ = self.attention[i](q, kv, kv, need_weights=False)
-            fused.append(self.norms[i](b[i] + att.squeeze(1)))
+            fused.append(self.attention[i](b[i], kv))
         return torch.cat(fused, dim=-1)
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:

@@ -98,23 +98,29 @@ class GANFusion(AffectModel):
         mid = (3 * L) // 2
         self.fuse = nn.Sequential(nn.Linear(len(mods) * L, mid), nn.Tanh(), nn.Linear(mid, L), nn.ReLU())
         self.head = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(L, n_classes))
+        # The "real" side (Auto-Fusions of the other modalities) only feeds the adversarial game: computed
+        # while training, skipped at inference (None) unless asked for (True), e.g. to inspect the losses.
+        self.compute_real: bool | None = None
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
         codes = codes_with_missing(self.learners, batch, self.modalities)
         out: dict[str, Tensor] = {}
         generated = []
+        real_side = self.training if self.compute_real is None else self.compute_real
         for m in self.modalities:
-            others = torch.cat([codes[o] for o in self.modalities if o != m], dim=-1)
-            if m in self.autofusions:
-                real, recon = self.autofusions[m](others)
-                out[f"af_in_{m}"], out[f"af_recon_{m}"] = others, recon
-            else:
-                real = others
+            if real_side:
+                others = torch.cat([codes[o] for o in self.modalities if o != m], dim=-1)
+                if m in self.autofusions:
+                    real, recon = self.autofusions[m](others)
+                    out[f"af_in_{m}"], out[f"af_recon_{m}"] = others, recon
+                else:
+                    real = others
+                out[f"real_{m}"] = real
             z = codes[m]
             if self.training and self.cfg.noise > 0:
                 z = z + self.cfg.noise * torch.randn_like(z)
             fake = self.generators[m](z)
-            out[f"real_{m}"], out[f"fake_{m}"] = real, fake
+            out[f"fake_{m}"] = fake
             generated.append(fake)
         fused = self.fuse(torch.cat(generated, dim=-1))
         out["embedding"] = fused
