@@ -1,0 +1,109 @@
+"""The rebuild flow end to end on the embedded MOSI features, against a real Prefect server:
+it learns (beats the majority class on honest-mosi valid), writes the report and plots, publishes
+artifacts, and an unchanged re-run recomputes no stage."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from prefect_server import BIN, get_server, run
+
+from pipeline import payload
+from pipeline.errors import InputError
+from pipeline.extractors.base import MediaItem, TimedFeatures
+
+QUICK = ["--ucln-epochs", "2", "--fusion-epochs", "3"]
+
+
+@dataclass
+class Rebuilt:
+    root: Path
+    first: dict
+    second: dict
+
+
+_REBUILT: dict[str, Rebuilt] = {}
+
+
+def rebuild_twice(config: pytest.Config, tmp_root: Path) -> Rebuilt:
+    """One quick embedded rebuild plus an unchanged re-run, shared by the tests of this session."""
+    if "r" not in _REBUILT:
+        server = get_server(config)
+        cmd = [str(BIN / "affectflow"), "run", "--store", "store", "--out", "runs", "--json", *QUICK]
+        outs = []
+        for _ in range(2):
+            res = run(cmd, server.env(), cwd=tmp_root, timeout=400)
+            assert res.returncode == 0, res.stdout[-4000:]
+            outs.append(json.loads(res.stdout[res.stdout.index("\n{") + 1:]))
+        _REBUILT["r"] = Rebuilt(tmp_root, outs[0], outs[1])
+    return _REBUILT["r"]
+
+
+@pytest.fixture(scope="module")
+def rebuilt(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Rebuilt:
+    return rebuild_twice(request.config, tmp_path_factory.mktemp("rebuild"))
+
+
+def test_payload_round_trip_without_pickle(tmp_path: Path) -> None:
+    item = MediaItem("v1", Path("a.mp4"), pd.DataFrame({"segment_id": ["v1_0"], "start": [0.0], "end": [1.5]}))
+    obj = {"item": item, "timed": TimedFeatures(np.zeros((2, 2)), np.ones((2, 3))), "t": (1, "x", None)}
+    back = payload.load(payload.save(obj, tmp_path / "p.npz"))
+    assert back["item"].item_id == "v1" and back["item"].path == Path("a.mp4")
+    pd.testing.assert_frame_equal(back["item"].segments, item.segments)
+    assert back["timed"].values.shape == (2, 3) and back["t"] == (1, "x", None)
+    # Only allow-listed classes are rebuilt; anything else is refused, never imported and called.
+    evil = json.dumps({"format": "affectflow-payload/1", "tree": {"__dc__": "os:system", "v": {"command": "true"}}})
+    buf = io.BytesIO()
+    np.savez(buf, __header__=np.frombuffer(evil.encode(), np.uint8))
+    with pytest.raises(InputError, match="outside the allow-list"):
+        payload.loads(buf.getvalue())
+    with pytest.raises(InputError, match="unreadable payload"):
+        payload.loads(b"not a zip")
+    with pytest.raises(InputError, match="cannot store"):
+        payload.dumps({"f": object()})
+
+
+@pytest.mark.slow
+def test_rebuild_learns_and_reports(rebuilt: Rebuilt) -> None:
+    first = rebuilt.first
+    assert all(s["recomputed"] for s in first["stages"]), first["stages"]
+    m = first["metrics"]["argf"]
+    assert m["n"] == 240 and m["split"] == "valid"
+    assert m["accuracy"] > m["majority_accuracy"] + 0.05, m  # it learns (honest-mosi valid)
+    report = rebuilt.root / "runs" / "report"
+    text = (report / "report.md").read_text()
+    for heading in ("## Dataset", "## Metrics", "## Per-class results", "## Quarantine"):
+        assert heading in text
+    for png in ("argf-confusion", "argf-training", "argf-tsne", "argf-vertex-weights"):
+        data = (report / f"{png}.png").read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, png
+        assert (Path(first["runs"]["argf"]) / "plots" / f"{png}.png").is_file()
+
+
+@pytest.mark.slow
+def test_unchanged_rerun_recomputes_nothing(rebuilt: Rebuilt) -> None:
+    assert not any(s["recomputed"] for s in rebuilt.second["stages"]), rebuilt.second["stages"]
+    assert rebuilt.second["metrics"] == rebuilt.first["metrics"]
+    assert rebuilt.second["runs"] == rebuilt.first["runs"]
+
+
+@pytest.mark.slow
+def test_artifacts_published(rebuilt: Rebuilt, request: pytest.FixtureRequest) -> None:
+    server = get_server(request.config)
+    code = (
+        "from prefect.client.orchestration import get_client\n"
+        "with get_client(sync_client=True) as c:\n"
+        "    print(sorted({a.key for a in c.read_artifacts() if a.key}))\n"
+    )
+    res = run([sys.executable, "-c", code], server.env())
+    assert res.returncode == 0, res.stdout
+    keys = res.stdout
+    for key in ("rebuild-report-mosi", "metrics-mosi", "per-class-mosi", "quarantine-mosi", "plot-mosi-argf-t-sne"):
+        assert key in keys, keys
