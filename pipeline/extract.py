@@ -375,7 +375,8 @@ class ExtractSummary(BaseModel):
             f"media {self.media_seconds:.1f} s in {self.wall_seconds:.1f} s wall = {self.realtime_factor:.1f}x realtime",
         ]
         for c, s in self.seconds_per_column.items():
-            lines.append(f"  {c:<14} {s:7.2f} s   {self.present_per_column.get(c, 0)}/{self.n_segments} segments present")
+            have = f"   {self.present_per_column[c]}/{self.n_segments} segments present" if c in self.present_per_column else ""
+            lines.append(f"  {c:<14} {s:7.2f} s{have}")
         for r, k in list(self.reasons.items())[:8]:
             lines.append(f"  quarantined x{k}: {r}")
         lines.append(f"written: {self.path}")

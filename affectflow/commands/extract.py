@@ -1,0 +1,45 @@
+"""``affectflow extract CORPUS --dataset NAME --store DIR [--config FILE]``: raw media -> aligned features."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("extract", help="extract aligned text/audio/visual features of a corpus into the store")
+    p.add_argument("corpus", help="corpus folder (with or without manifest.csv) or a manifest file")
+    p.add_argument("--dataset", required=True, help="dataset name in the store")
+    p.add_argument("--store", required=True, help="feature store directory")
+    p.add_argument("--config", help="extraction config (JSON, YAML or TOML; see docs/extraction.md)")
+    p.add_argument("--feature-set", default="extracted", help="feature set name (default: extracted)")
+    p.add_argument("--default-split", default="train", choices=["train", "valid", "test"],
+                   help="split of rows whose manifest has none")
+    p.add_argument("--text-cnn", action="store_true",
+                   help="then train the text-CNN on the TRAIN labels and write <feature-set>.textcnn")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pipeline.extract import extract_corpus, load_config
+
+    cfg = load_config(args.config)
+    summary = extract_corpus(args.corpus, store=args.store, dataset=args.dataset, cfg=cfg,
+                             feature_set=args.feature_set, progress=not args.no_progress,
+                             default_split=args.default_split)
+    out = summary.model_dump()
+    if args.text_cnn:
+        from pipeline.text_cnn import TextCNNConfig, train_text_cnn
+
+        res = train_text_cnn(TextCNNConfig(), store=args.store, dataset=args.dataset,
+                             words_feature_set=f"{args.feature_set}.seq", out_feature_set=f"{args.feature_set}.textcnn")
+        out["text_cnn"] = res
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(summary.format())
+        if args.text_cnn:
+            print(f"text-CNN: valid accuracy {out['text_cnn'].get('valid_accuracy')}, written {out['text_cnn']['path']}")
+    return 0
