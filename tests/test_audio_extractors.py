@@ -185,3 +185,29 @@ def test_jitter_and_shimmer_on_known_pulse_trains() -> None:
     assert np.allclose(shim, 0.2 / 0.9, atol=0.01)
     steady, _ = perturbation(x, sr, times, 0.05 + np.arange(200) * t0, cfg)
     assert np.allclose(steady, 0, atol=1e-9)
+
+
+def test_peak_slope_orders_spectral_tilts() -> None:
+    # white noise has more energy in the wider high octaves than integrated (brown) noise
+    from pipeline.extractors.covarep import peak_slope
+
+    sr, rng = 16000, np.random.default_rng(0)
+    white = rng.standard_normal(sr)
+    brown = np.cumsum(white)
+    brown = (brown - np.convolve(brown, np.ones(401) / 401, "same")) / 50  # drop the DC drift
+    centers = np.arange(20, 80) * 160
+    ps_white, ps_brown = (peak_slope(x, sr, centers, CovarepConfig()).mean() for x in (white, brown))
+    assert ps_white > 0.1 and ps_brown < -0.05
+    assert 0.2 < ps_white - ps_brown < 0.4  # brown noise is 6 dB (0.3 in log10 amplitude) per octave down
+
+
+def test_covarep_chunks_keep_the_frame_grid(moud) -> None:  # noqa: ANN001
+    item, media = moud
+    whole = get_extractor("covarep", glottal=False).extract(item, media)
+    chunked = get_extractor("covarep", glottal=False, chunk_frames=500).extract(item, media)
+    assert np.allclose(whole.intervals, chunked.intervals)
+    # Praat's voicing depends on the stretch it analyses (silence threshold relative to its peak,
+    # Viterbi path), so chunking changes a few decisions, not the picture
+    assert (whole.values[:, 1] == chunked.values[:, 1]).mean() > 0.9
+    mcep = slice(6, 31)
+    assert np.allclose(whole.values[:, mcep], chunked.values[:, mcep], atol=1e-4)

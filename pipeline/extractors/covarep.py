@@ -24,8 +24,6 @@ from typing import ClassVar
 
 import numpy as np
 from pydantic import Field
-from scipy.ndimage import maximum_filter1d
-from scipy.signal import fftconvolve, lfilter
 
 from pipeline.errors import ItemError
 from pipeline.extractors.base import Extractor, MediaItem, MediaSource, TimedFeatures
@@ -48,6 +46,8 @@ class CovarepConfig(StageConfig):
     perturbation_window_s: float = Field(0.1, gt=0, description="window of cycle-level jitter/shimmer")
     glottal: bool = Field(True, description="compute NAQ, QOQ, H1H2 by IAIF on voiced frames")
     min_segment_s: float = Field(0.05, ge=0)
+    chunk_frames: int = Field(3000, ge=100, description="frames analysed per chunk (memory bound): 30 s")
+    context_frames: int = Field(100, ge=0, description="extra audio either side of a chunk, in frames")
 
 
 def dim_names(cfg: CovarepConfig) -> list[str]:
@@ -120,6 +120,14 @@ def _fir(frames: np.ndarray, polys: np.ndarray) -> np.ndarray:
     return out
 
 
+def _leaky_integrate(frames: np.ndarray, d: float) -> np.ndarray:
+    """y[n] = x[n] + d * y[n-1] along rows, zero initial state, as a scaled cumulative sum (no loop;
+    d**-n stays below 1e5 for the <= 60 ms frames used here, far inside float64 precision)."""
+    n = frames.shape[1]
+    scale = d ** -np.arange(n, dtype=np.float64)
+    return np.cumsum(frames * scale, axis=1) / scale
+
+
 # ----------------------------------------------------------------------------------- feature parts
 
 
@@ -184,13 +192,16 @@ def peak_slope(x: np.ndarray, sr: int, centers: np.ndarray, cfg: CovarepConfig) 
     freqs = fn / 2.0 ** np.arange(6)
     freqs = freqs[freqs >= 100]
     win = max(1, int(cfg.peak_slope_window_s * sr))
+    half = [int(4 / (2 * f) * sr) for f in freqs]  # each kernel spans +-4 tau
+    nfft = 1 << int(np.ceil(np.log2(len(x) + 2 * max(half) + 1)))
+    spec = np.fft.rfft(x.astype(np.float64), nfft)  # one forward transform shared by all bands
     logs = []
-    for f in freqs:
+    for f, h in zip(freqs, half, strict=True):
         tau = 1.0 / (2 * f)
-        t = np.arange(-int(4 * tau * sr), int(4 * tau * sr) + 1) / sr
+        t = np.arange(-h, h + 1) / sr
         g = -np.cos(2 * np.pi * f * t) * np.exp(-(t ** 2) / (2 * tau ** 2))
-        y = np.abs(fftconvolve(x, g / np.abs(g).sum(), mode="same"))
-        peaks = maximum_filter1d(y, size=win, mode="constant")[np.clip(centers, 0, len(x) - 1)]
+        y = np.fft.irfft(spec * np.fft.rfft(g / np.abs(g).sum(), nfft), nfft)[h: h + len(x)]
+        peaks = frame_matrix(np.abs(y), centers, win).max(axis=1)
         logs.append(np.log10(peaks + _EPS))
     xs = np.log2(freqs)
     xs = xs - xs.mean()
@@ -217,7 +228,7 @@ def spectral(x: np.ndarray, sr: int, centers: np.ndarray, cfg: CovarepConfig
 def glottal(x: np.ndarray, sr: int, centers: np.ndarray, f0: np.ndarray) -> np.ndarray:
     """[K, 3] NAQ, QOQ, H1H2 from IAIF's glottal flow on voiced frames (0 elsewhere, as COVAREP).
 
-    IAIF (Alku 1992, the COVAREP iaif.m order choices): frame of 3 periods (at least 25 ms), order-1
+    IAIF (Alku 1992, the COVAREP iaif.m order choices): a frame holding 3 periods (32 or 64 ms), order-1
     LPC tilt removal, vocal tract LPC of order 2*round(fs/2000)+4, glottal LPC of order 2*round(fs/4000),
     leaky integration d=0.99. Per frame, on the period around the main flow-derivative minimum (GCI):
     NAQ = f_ac / (d_peak * T0), QOQ = time above 50 % of the flow's peak-to-peak / T0, H1H2 = level of the
@@ -225,26 +236,34 @@ def glottal(x: np.ndarray, sr: int, centers: np.ndarray, f0: np.ndarray) -> np.n
     """
     out = np.zeros((len(centers), 3))
     voiced = np.flatnonzero(f0 > 0)
-    if len(voiced) == 0:
-        return out
-    p_vt, p_gl, d = 2 * round(sr / 2000) + 4, max(2, 2 * round(sr / 4000)), 0.99
-    n = int(max(0.025, 3.0 / max(1.0, float(np.min(f0[voiced])))) * sr) // 2 * 2
-    n = min(n, int(0.06 * sr) // 2 * 2)
-    frames = frame_matrix(x.astype(np.float64), centers[voiced], n)
-    win = np.hanning(n)
-    integ = (np.array([1.0]), np.array([1.0, -d]))
+    # frames of 3 periods, in two length buckets so high voices do not pay for the lowest one
+    need = 3.0 * sr / np.maximum(f0[voiced], 1.0)
+    short = int(0.032 * sr) // 2 * 2
+    long_ = int(0.064 * sr) // 2 * 2
+    for sel, n in ((need <= short, short), (need > short, long_)):
+        idx = voiced[sel]
+        if len(idx):
+            out[idx] = _glottal_batch(x, sr, centers[idx], f0[idx], n)
+    return out
 
+
+def _glottal_batch(x: np.ndarray, sr: int, centers: np.ndarray, f0: np.ndarray, n: int) -> np.ndarray:
+    """IAIF + NAQ/QOQ/H1H2 for frames of ``n`` samples (see :func:`glottal`)."""
+    out = np.zeros((len(centers), 3))
+    p_vt, p_gl, d = 2 * round(sr / 2000) + 4, max(2, 2 * round(sr / 4000)), 0.99
+    frames = frame_matrix(x.astype(np.float64), centers, n)
+    win = np.hanning(n)
     g1 = _fir(frames, _lpc(frames * win, 1))
-    g1 = lfilter(*integ, _fir(frames, _lpc(g1 * win, p_vt)), axis=1)
-    y = lfilter(*integ, _fir(frames, _lpc(g1 * win, p_gl)), axis=1)
+    g1 = _leaky_integrate(_fir(frames, _lpc(g1 * win, p_vt)), d)
+    y = _leaky_integrate(_fir(frames, _lpc(g1 * win, p_gl)), d)
     dg = _fir(frames, _lpc(y * win, p_vt))  # glottal flow derivative
-    g = lfilter(*integ, dg, axis=1)  # glottal flow
-    nfft = 1 << int(np.ceil(np.log2(4 * n)))
+    g = _leaky_integrate(dg, d)  # glottal flow
+    nfft = 2 * n  # 16 kHz / 1024 = 15.6 Hz bins, zero-padded twice: harmonics of F0 >= 50 Hz resolved
     spec = np.abs(np.fft.rfft(g * win, nfft, axis=1))
     bin_hz = sr / nfft
-    for row, k in enumerate(voiced):
-        t0 = int(round(sr / f0[k]))
-        mid = n // 2
+    mid = n // 2
+    for row in range(len(centers)):
+        t0 = int(round(sr / f0[row]))
         lo, hi = max(0, mid - t0), min(n, mid + t0)
         gci = lo + int(np.argmin(dg[row, lo:hi]))
         a, b = gci - t0 // 2, gci + t0 - t0 // 2  # one period around the GCI
@@ -255,14 +274,11 @@ def glottal(x: np.ndarray, sr: int, centers: np.ndarray, f0: np.ndarray) -> np.n
         d_peak = -dg[row, gci]
         if f_ac <= _EPS or d_peak <= _EPS:
             continue
-        naq = f_ac / (d_peak * t0)
-        qoq = float((gp > 0.5 * f_ac).sum()) / t0
         h = []
         for mult in (1, 2):
-            c = mult * f0[k] / bin_hz
-            s, e = int(c * 0.9), int(np.ceil(c * 1.1)) + 1
-            h.append(20 * np.log10(spec[row, s:e].max() + _EPS))
-        out[k] = (naq, qoq, h[0] - h[1])
+            c = mult * f0[row] / bin_hz
+            h.append(20 * np.log10(spec[row, int(c * 0.9): int(np.ceil(c * 1.1)) + 1].max() + _EPS))
+        out[row] = (f_ac / (d_peak * t0), float((gp > 0.5 * f_ac).sum()) / t0, h[0] - h[1])
     return out
 
 
@@ -301,6 +317,20 @@ class CovarepExtractor(Extractor):
     def dim_names(self) -> list[str]:
         return dim_names(self.cfg)  # type: ignore[arg-type]
 
+    def _chunked(self, wave: np.ndarray, sr: int, s: float, e: float):  # noqa: ANN202
+        """(frame centre times, values) of [s, e), in chunks of ``chunk_frames`` frames analysed with
+        ``context_frames`` of audio either side: memory stays bounded on hour-long segments, and the
+        frame grid is the same as one pass over [s, e) (chunk bounds are whole numbers of frames)."""
+        cfg: CovarepConfig = self.cfg  # type: ignore[assignment]
+        hop, n_total = cfg.hop_s, int(np.floor((e - s) / cfg.hop_s))
+        for k0 in range(0, n_total, cfg.chunk_frames):
+            k1 = min(n_total, k0 + cfg.chunk_frames)
+            c0, c1 = max(0, k0 - cfg.context_frames), min(n_total, k1 + cfg.context_frames)
+            a = int(round((s + c0 * hop) * sr))
+            times, v = covarep_frames(wave[a: int(round((s + c1 * hop) * sr))], sr, cfg)
+            keep = slice(k0 - c0, k0 - c0 + (k1 - k0))
+            yield times[keep] + s + c0 * hop, v[keep]
+
     def extract(self, item: MediaItem, media: MediaSource | None) -> TimedFeatures:
         cfg: CovarepConfig = self.cfg  # type: ignore[assignment]
         wave, sr, span = item_audio(item, media, stage=self.name)
@@ -308,11 +338,9 @@ class CovarepExtractor(Extractor):
         pieces = merge_windows(windows[usable])
         ivs, vals = [], []
         for s, e in pieces:
-            a = int(round(s * sr))
-            times, v = covarep_frames(wave[a: int(round(e * sr))], sr, cfg)
-            t = times + a / sr
-            ivs.append(np.stack([t - cfg.hop_s / 2, t + cfg.hop_s / 2], axis=1))
-            vals.append(v)
+            for t, v in self._chunked(wave, sr, s, e):
+                ivs.append(np.stack([t - cfg.hop_s / 2, t + cfg.hop_s / 2], axis=1))
+                vals.append(v)
         if not vals or sum(len(v) for v in vals) == 0:
             raise ItemError(f"no segment has at least {cfg.min_segment_s} s of audio (audio spans "
                             f"{span[0]:.2f}-{span[1]:.2f} s)", item=item.item_id, stage=self.name, modality="audio")
