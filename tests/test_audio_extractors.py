@@ -206,8 +206,8 @@ def test_covarep_chunks_keep_the_frame_grid(moud) -> None:  # noqa: ANN001
     whole = get_extractor("covarep", glottal=False).extract(item, media)
     chunked = get_extractor("covarep", glottal=False, chunk_frames=500).extract(item, media)
     assert np.allclose(whole.intervals, chunked.intervals)
-    # Praat's voicing depends on the stretch it analyses (silence threshold relative to its peak,
-    # Viterbi path), so chunking changes a few decisions, not the picture
-    assert (whole.values[:, 1] == chunked.values[:, 1]).mean() > 0.9
+    # Praat's voicing depends on the stretch it analyses (its Viterbi path; the silence threshold is
+    # rescaled to the whole stretch's peak), so chunking changes a few decisions, not the picture
+    assert (whole.values[:, 1] == chunked.values[:, 1]).mean() > 0.95
     mcep = slice(6, 31)
     assert np.allclose(whole.values[:, mcep], chunked.values[:, mcep], atol=1e-4)

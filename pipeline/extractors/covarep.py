@@ -32,6 +32,7 @@ from pipeline.media import item_audio, merge_windows, segment_windows
 from pipeline.provenance import StageConfig
 
 _EPS = 1e-10
+_SILENCE = 0.03  # Praat's default silence threshold (fraction of the peak amplitude)
 
 
 class CovarepConfig(StageConfig):
@@ -131,7 +132,7 @@ def _leaky_integrate(frames: np.ndarray, d: float) -> np.ndarray:
 # ----------------------------------------------------------------------------------- feature parts
 
 
-def praat_analysis(x: np.ndarray, sr: int, times: np.ndarray, cfg: CovarepConfig
+def praat_analysis(x: np.ndarray, sr: int, times: np.ndarray, cfg: CovarepConfig, ref_peak: float | None = None
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(F0 Hz, autocorrelation strength) at ``times`` (s from the start of ``x``; F0 = 0 when unvoiced),
     and the glottal pulse times of Praat's point process, from one autocorrelation pitch analysis."""
@@ -139,8 +140,13 @@ def praat_analysis(x: np.ndarray, sr: int, times: np.ndarray, cfg: CovarepConfig
     from parselmouth.praat import call
 
     snd = parselmouth.Sound(x.astype(np.float64), sampling_frequency=sr)
+    # Praat's silence threshold is relative to the analysed stretch's peak: rescale it to the peak of
+    # the whole stretch being chunked (``ref_peak``), so a chunk's voicing does not depend on its loudest
+    # moment
+    peak = float(np.abs(x).max()) if len(x) else 0.0
+    silence = _SILENCE if not ref_peak or peak <= 0 else min(1.0, _SILENCE * ref_peak / peak)
     pitch = snd.to_pitch_ac(time_step=cfg.hop_s, pitch_floor=cfg.f0_min, pitch_ceiling=cfg.f0_max,
-                            voicing_threshold=cfg.voicing_threshold)
+                            voicing_threshold=cfg.voicing_threshold, silence_threshold=silence)
     sel = pitch.selected_array
     xs = pitch.xs()
     if len(xs) == 0:
@@ -282,15 +288,17 @@ def _glottal_batch(x: np.ndarray, sr: int, centers: np.ndarray, f0: np.ndarray, 
     return out
 
 
-def covarep_frames(x: np.ndarray, sr: int, cfg: CovarepConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(frame centre times in s from the start of ``x``, [K, D] features) for one stretch of audio."""
+def covarep_frames(x: np.ndarray, sr: int, cfg: CovarepConfig, ref_peak: float | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(frame centre times in s from the start of ``x``, [K, D] features) for one stretch of audio;
+    ``ref_peak``: peak amplitude of the longer stretch ``x`` is a chunk of (for Praat's voicing)."""
     hop = cfg.hop_s
     k = int(np.floor(len(x) / sr / hop))
     if k == 0:
         return np.zeros(0), np.zeros((0, len(dim_names(cfg))), np.float32)
     times = (np.arange(k) + 0.5) * hop
     centers = np.round(times * sr).astype(int)
-    f0, strength, pulse_t = praat_analysis(x, sr, times, cfg)
+    f0, strength, pulse_t = praat_analysis(x, sr, times, cfg, ref_peak)
     vuv = (f0 > 0).astype(np.float64)
     strength = np.clip(strength, _EPS, 1 - 1e-6)
     hnr = np.where(vuv > 0, 10 * np.log10(strength / (1 - strength)), 0.0)
@@ -323,11 +331,12 @@ class CovarepExtractor(Extractor):
         frame grid is the same as one pass over [s, e) (chunk bounds are whole numbers of frames)."""
         cfg: CovarepConfig = self.cfg  # type: ignore[assignment]
         hop, n_total = cfg.hop_s, int(np.floor((e - s) / cfg.hop_s))
+        ref_peak = float(np.abs(wave[int(round(s * sr)): int(round(e * sr))]).max(initial=0.0))
         for k0 in range(0, n_total, cfg.chunk_frames):
             k1 = min(n_total, k0 + cfg.chunk_frames)
             c0, c1 = max(0, k0 - cfg.context_frames), min(n_total, k1 + cfg.context_frames)
             a = int(round((s + c0 * hop) * sr))
-            times, v = covarep_frames(wave[a: int(round((s + c1 * hop) * sr))], sr, cfg)
+            times, v = covarep_frames(wave[a: int(round((s + c1 * hop) * sr))], sr, cfg, ref_peak)
             keep = slice(k0 - c0, k0 - c0 + (k1 - k0))
             yield times[keep] + s + c0 * hop, v[keep]
 
