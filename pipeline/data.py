@@ -2,7 +2,7 @@
 
 * ``features`` is one feature-set name (all its modalities) or a mapping modality -> feature set, so an
   imported set and an extracted one can be combined. Rows are joined on ``segment_id``; the reference
-  rows (labels, splits, order) are those of the first modality's set, and a modality whose set lacks a
+  rows (labels, splits, order) are those of the largest set, and a modality whose set lacks a
   segment is *missing* for it (``Batch.present`` False), never zero data that looks real.
 * Each modality is standardised on TRAIN statistics only; the statistics are saved with the run and
   reused unchanged for every other split (and for context features written later).
@@ -123,6 +123,10 @@ def load_joined(
     by_set: dict[str, list[str]] = {}
     for m, fs in mapping.items():
         by_set.setdefault(fs, []).append(m)
+    # The largest set gives the reference rows, so a set that lacks segments (e.g. an extraction with
+    # quarantined items) marks them missing instead of dropping them for every modality.
+    sizes = {fs: read_meta(feature_set_path(store, dataset, fs)).n_rows for fs in by_set}
+    by_set = dict(sorted(by_set.items(), key=lambda kv: -sizes[kv[0]]))
     ref: pd.DataFrame | None = None
     x: dict[str, np.ndarray] = {}
     missing: dict[str, np.ndarray] = {}

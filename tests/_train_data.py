@@ -27,8 +27,10 @@ def build_raw_store(
     split_column: str = "split",
     modalities: tuple[str, ...] = ("text", "audio", "video"),
     drop: dict[str, np.ndarray] | None = None,
+    keep: np.ndarray | None = None,
 ) -> Path:
-    """Write ``store/dataset/feature_set.parquet``; ``drop[m]`` = bool rows where m is missing."""
+    """Write ``store/dataset/feature_set.parquet``; ``drop[m]`` = bool rows where m is missing (null
+    cells); ``keep`` = bool rows to write at all (a set that lacks segments)."""
     npz_path = mosi_dir / "bclstm_raw_features.dev.npz"
     z = np.load(npz_path, allow_pickle=False)
     seg = pd.read_csv(mosi_dir / "segments.csv").set_index("segment_id")
@@ -53,5 +55,7 @@ def build_raw_store(
         producer=Producer.of("importer", "test-npz", {"split_column": split_column}),
         source_hash=hash_file(npz_path)[:16],
     )
-    feats = {m: z[m].astype(np.float32) for m in modalities}
-    return write_feature_set(store, FeatureSet(meta, segments, feats, dict(drop or {})))
+    fs = FeatureSet(meta, segments, {m: z[m].astype(np.float32) for m in modalities}, dict(drop or {}))
+    if keep is not None:
+        fs = fs.take(np.flatnonzero(keep))
+    return write_feature_set(store, fs)

@@ -166,3 +166,15 @@ def test_missing_modality_rows_and_combined_feature_sets(mosi_dir, tmp_path):
     assert evaluate_run(run, "valid")["accuracy"] > 0.65
     (run / HISTORY).unlink()  # the history is a record, not needed to load the model
     load_run(run)
+
+
+def test_a_set_lacking_segments_marks_them_missing(mosi_dir, tmp_path):
+    """The smaller set (text, 10% of segments absent) does not drop rows from the larger one."""
+    store = tmp_path / "store"
+    keep = np.random.default_rng(1).random(1687) > 0.1
+    build_raw_store(store, mosi_dir, feature_set="text-part", modalities=("text",), keep=keep)
+    build_raw_store(store, mosi_dir, feature_set="av", modalities=("audio", "video"))
+    prep = prepare(store, "mosi", {"text": "text-part", "audio": "av", "video": "av"})
+    assert len(prep.joined.segments) == 1687
+    assert (prep.joined.missing["text"] == ~keep).all() and not prep.joined.missing["audio"].any()
+    assert prep.joined.sources["text"].n_rows == keep.sum()
