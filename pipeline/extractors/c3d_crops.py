@@ -3,8 +3,9 @@
 For each segment, the tracked face crops (gray, ``crop_size`` square, from ``face.py``) of the sampled
 frames inside the segment are resampled to ``clip_len`` evenly spaced frames (a short segment repeats
 frames, a long one is strided) and stored flattened row-major as [T, S, S] in [0, 1]: one interval per
-segment, so alignment onto the segments is the identity. A segment with no face frame is absent
-(the store records the modality as missing), never a clip of zeros.
+segment, so alignment onto the segments is the identity (pool with ``mean``/``max``/``min``; ``std`` of a
+single row would be zeros). A segment with no face frame is absent (the store records the modality as
+missing, with the reason in ``segment_notes``), never a clip of zeros.
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ from pydantic import Field, model_validator
 
 from pipeline.errors import ItemError
 from pipeline.extractors.base import Extractor, MediaItem, MediaSource, TimedFeatures
-from pipeline.extractors.face import FaceTrack, FaceTrackConfig, track_faces_cached
+from pipeline.extractors.face import (
+    FaceTrack,
+    FaceTrackConfig,
+    segment_notes,
+    track_faces_cached,
+    track_stats,
+)
 from pipeline.extractors.registry import register_extractor
 from pipeline.provenance import StageConfig
 
@@ -58,7 +65,10 @@ class FaceCropsExtractor(Extractor):
 
     def extract(self, item: MediaItem, media: MediaSource | None) -> TimedFeatures:
         cfg: FaceCropsConfig = self.cfg  # type: ignore[assignment]
+        self.segment_notes: dict[str, str] = {}  # per call; the driver reads them after
+        self.stats: dict = {}
         track = track_faces_cached(item, media, cfg.track)
+        self.segment_notes, self.stats = segment_notes(track, item.segments), track_stats(track)
         seg = item.segments
         windows = seg[["start", "end"]].to_numpy(np.float64) if len(seg) else np.zeros((0, 2))
         whole = (track.sample_times[0], track.sample_times[-1] + track.frame_step)

@@ -317,6 +317,26 @@ def track_faces(item: MediaItem, media: MediaSource | None, cfg: FaceTrackConfig
     return FaceTrack(item.item_id, size, np.asarray(times), frames, 1.0 / cfg.fps)
 
 
+def segment_notes(track: FaceTrack, segments) -> dict[str, str]:  # noqa: ANN001 - DataFrame
+    """segment_id -> why the segment has no visual features (read by the extraction driver)."""
+    notes: dict[str, str] = {}
+    faces = track.face_times
+    for seg in segments.itertuples():
+        lo = track.sample_times[0] if np.isnan(seg.start) else seg.start
+        hi = track.sample_times[-1] if np.isnan(seg.end) else seg.end
+        if not ((faces >= lo - 1e-6) & (faces <= hi + 1e-6)).any():
+            n = int(((track.sample_times >= lo - 1e-6) & (track.sample_times <= hi + 1e-6)).sum())
+            notes[str(seg.segment_id)] = (f"no face in the {n} sampled frames of the segment" if n
+                                          else "no video frame sampled inside the segment")
+    return notes
+
+
+def track_stats(track: FaceTrack) -> dict:
+    sources = [f.source for f in track.frames]
+    return {"sampled_frames": track.n_sampled, "face_frames": len(track.frames), "gaps": len(track.gaps()),
+            **{f"{s}_frames": sources.count(s) for s in ("detect", "track", "whole-frame")}}
+
+
 _LAST: dict[tuple, FaceTrack] = {}
 
 

@@ -22,7 +22,14 @@ import numpy as np
 from pydantic import Field
 
 from pipeline.extractors.base import Extractor, MediaItem, MediaSource, TimedFeatures
-from pipeline.extractors.face import FaceTrack, FaceTrackConfig, inter_ocular, track_faces_cached
+from pipeline.extractors.face import (
+    FaceTrack,
+    FaceTrackConfig,
+    inter_ocular,
+    segment_notes,
+    track_faces_cached,
+    track_stats,
+)
 from pipeline.extractors.registry import register_extractor
 from pipeline.provenance import StageConfig
 
@@ -137,7 +144,10 @@ class FacetExtractor(Extractor):
 
     def extract(self, item: MediaItem, media: MediaSource | None) -> TimedFeatures:
         cfg: FacetConfig = self.cfg  # type: ignore[assignment]
+        self.segment_notes: dict[str, str] = {}  # per call; the driver reads them after
+        self.stats: dict = {}
         track = track_faces_cached(item, media, cfg.track)
+        self.segment_notes, self.stats = segment_notes(track, item.segments), track_stats(track)
         values = facet_features(track, cfg)
         t = track.face_times
         intervals = np.stack([t, t + track.frame_step], axis=1)
