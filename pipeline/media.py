@@ -44,6 +44,9 @@ class MediaConfig(StageConfig):
         -60.0, le=0, description="a track whose active level (95th percentile of 50 ms RMS) is below this is silent"
     )
     min_duration_s: float = Field(0.1, ge=0, description="shorter media are refused as zero-length")
+    max_audio_s: float = Field(
+        4 * 3600.0, gt=0, description="longer audio is refused: the waveform is held in memory (64 kB/s at 16 kHz)"
+    )
     interpolation: Literal["FAST_BILINEAR", "BILINEAR", "AREA", "BICUBIC"] = Field(
         "FAST_BILINEAR", description="swscale filter for downscaling (FAST_BILINEAR: 2-4x cheaper than AREA)"
     )
@@ -245,33 +248,41 @@ class MediaFile:
         ainfo = self.info.audio
         if ainfo is None:
             raise _err("no audio stream in the file", self.item, "audio")
-        sr = self.cfg.sample_rate
-        chunks: list[np.ndarray] = []
+        sr, limit = self.cfg.sample_rate, self.cfg.max_audio_s
+        if ainfo.duration and ainfo.start + ainfo.duration > limit:
+            raise _err(f"audio too long to decode in memory ({ainfo.start + ainfo.duration:.0f} s > "
+                       f"max_audio_s {limit:.0f} s)", self.item, "audio")
+        # One buffer sized from the declared duration, sample 0 = container start (the padding before a
+        # late stream stays zero): no list of chunks, no concatenation copy; grown only if the header lied.
+        pad = int(round(ainfo.start * sr))
+        buf = np.zeros(pad + int((ainfo.duration or 60.0) * sr * 1.02) + sr, np.float32)
+        n = pad
         container = _open_container(self.path, self.item)
         with container:
             stream = container.streams.audio[0]
             resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
             try:
-                for frame in container.decode(stream):
+                for frame in itertools.chain(container.decode(stream), [None]):
                     for out in resampler.resample(frame):
-                        chunks.append(out.to_ndarray().reshape(-1))
-                for out in resampler.resample(None):
-                    chunks.append(out.to_ndarray().reshape(-1))
+                        chunk = out.to_ndarray().reshape(-1)
+                        if n + chunk.size > buf.size:
+                            if n + chunk.size > limit * sr:
+                                raise _err(f"audio longer than max_audio_s {limit:.0f} s", self.item, "audio")
+                            buf = np.concatenate([buf, np.zeros(max(buf.size // 2, chunk.size), np.float32)])
+                        buf[n: n + chunk.size] = chunk
+                        n += chunk.size
             except av.error.FFmpegError as e:
-                got = sum(c.size for c in chunks) / sr
                 declared = f" of {ainfo.duration:.2f} s declared" if ainfo.duration else ""
-                raise _err(f"audio decoding failed after {got:.2f} s{declared}, corrupt or truncated "
+                raise _err(f"audio decoding failed after {(n - pad) / sr:.2f} s{declared}, corrupt or truncated "
                            f"({e.__class__.__name__}: {e})", self.item, "audio") from e
-        decoded = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
-        got = decoded.size / sr
+        got = (n - pad) / sr
         if got < self.cfg.min_duration_s:
             raise _err(f"audio stream decodes to {got:.3f} s (zero duration)", self.item, "audio")
         if ainfo.duration and got < _TRUNCATION_RATIO * ainfo.duration:
             raise _err(f"audio truncated: decoded {got:.2f} s of {ainfo.duration:.2f} s declared", self.item, "audio")
-        pad = int(round(ainfo.start * sr))
-        wave = np.concatenate([np.zeros(pad, np.float32), decoded]) if pad else decoded
-        self._audio, self._audio_span = wave, (pad / sr, wave.size / sr)
-        self.audio_level = level_dbfs(decoded, sr)
+        wave = buf[:n]
+        self._audio, self._audio_span = wave, (pad / sr, n / sr)
+        self.audio_level = level_dbfs(wave[pad:], sr)
         return wave
 
     # --------------------------------------------------------------------------------------- frames
@@ -351,11 +362,12 @@ class MediaFile:
 
 def open_media(
     path: str | Path, *, sample_rate: int = 16000, fps: float | None = None, max_side: int | None = None,
-    silence_dbfs: float = -60.0, min_duration_s: float = 0.1, item: str | None = None,
+    silence_dbfs: float = -60.0, min_duration_s: float = 0.1, max_audio_s: float = 4 * 3600.0,
+    item: str | None = None,
 ) -> MediaFile:
     """Probe ``path`` and return a lazy :class:`MediaFile`; nothing is decoded until asked for."""
     cfg = MediaConfig(sample_rate=sample_rate, fps=fps, max_side=max_side, silence_dbfs=silence_dbfs,
-                      min_duration_s=min_duration_s)
+                      min_duration_s=min_duration_s, max_audio_s=max_audio_s)
     return MediaFile(path, cfg, item=item)
 
 

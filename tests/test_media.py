@@ -157,6 +157,11 @@ def test_truncated_faststart_mp4(tmp_path: Path, clips_dir: Path) -> None:
     assert intact.audio()[0].size > 11 * 16000
 
 
+def test_audio_memory_limit(clips_dir: Path) -> None:
+    with pytest.raises(ItemError, match="audio too long"):
+        open_media(clips_dir / "lrs2_deep_avsr/00016.mp4", max_audio_s=5).audio()
+
+
 def test_level_dbfs_on_known_signals() -> None:
     sr = 16000
     t = np.arange(sr) / sr

@@ -34,15 +34,16 @@ _LEVELS = {"functionals": "Functionals", "lld": "LowLevelDescriptors", "lld_delt
 # openSMILE's configs for these sets only define LLDs and functionals (no delta level).
 _NO_DELTAS = {"eGeMAPSv02", "eGeMAPSv01b", "GeMAPSv01b"}
 
-# Smile objects load the C library and parse a config (0.1-0.7 s): built once per process and config.
-_SMILES: dict[tuple[str, str], Any] = {}
+# Smile objects load the C library and parse a config (0.1-0.7 s): built once per thread and config
+# (one per thread because nothing documents a Smile as safe to share between threads).
+_SMILES: dict[tuple[str, str, int], Any] = {}
 _LOCK = threading.Lock()
 
 
 def smile_for(feature_set: str, level: str):  # noqa: ANN201 - opensmile.Smile
     import opensmile
 
-    key = (feature_set, level)
+    key = (feature_set, level, threading.get_ident())
     with _LOCK:
         if key not in _SMILES:
             _SMILES[key] = opensmile.Smile(
