@@ -107,6 +107,8 @@ class C3DTrainConfig(StageConfig):
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(16, ge=1)
     augment: bool = True  # random horizontal flip + 2-pixel shift: tiny corpora overfit fast
+    # cosine decay to 0 over the epochs: the weights at the fixed last epoch (no selection) are stable
+    cosine: bool = True
     seed: int = 0
 
 
@@ -156,6 +158,7 @@ def train_c3d(cfg: C3DTrainConfig, *, store: str | Path, dataset: str, out_dir: 
             yv = torch.from_numpy(vy[vidx].astype(np.int64))
     model = C3D(mcfg, dims={"video": dim}, n_classes=n_classes)
     opts = model.make_optimizers()
+    scheds = [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=cfg.epochs) for o in opts.values()] if cfg.cosine else []
     history, t0 = [], time.perf_counter()
     for epoch in range(cfg.epochs):
         perm = torch.randperm(len(x), generator=gen)
@@ -166,6 +169,8 @@ def train_c3d(cfg: C3DTrainConfig, *, store: str | Path, dataset: str, out_dir: 
                 continue
             xb = _augment(x[b], gen) if cfg.augment else x[b]
             losses.append(model.training_step(Batch({"video": xb}, y[b]), opts)["loss"])
+        for sch in scheds:
+            sch.step()
         row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "train_acc": _accuracy(model, x, y),
                "valid_acc": _accuracy(model, xv, yv) if xv is not None else None,
                "seconds": round(time.perf_counter() - t0, 2)}
