@@ -49,7 +49,6 @@ def clips() -> list[Path]:
 def run_stage(stage: str) -> dict:
     import numpy as np
     import pandas as pd
-    import torch  # noqa: F401 - the pipeline process has it loaded; count it in memory like the driver
 
     from pipeline.errors import ItemError
     from pipeline.extractors.base import MediaItem
@@ -64,8 +63,10 @@ def run_stage(stage: str) -> dict:
     for path in clips():
         try:
             m = open_media(path, fps=25, max_side=320, item=path.name)
-            if what in ("audio", "both", "extract"):
+            if what in ("audio", "extract"):
                 m.audio()
+            if what == "both" and m.has_audio:
+                m.audio(allow_silent=True)  # the decode floor of the whole pipeline: every stream, every clip
             if what in ("frames", "both"):
                 for _ in m.frames():
                     pass
