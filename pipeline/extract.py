@@ -169,8 +169,7 @@ def extract_item(item: MediaItem, cfg: ExtractConfig | None = None) -> ItemResul
     cfg = cfg or ExtractConfig()
     t0 = time.perf_counter()
     specs = cfg.specs()
-    needs_media = any(get_extractor_class(s.name).needs != "text" for _, s in specs)
-    media, why = _open(item, cfg) if needs_media else (None, "no audio/visual extractor configured")
+    media, why = _open(item, cfg)  # lazy: only probes; gives the duration even for text-only runs
     duration = float(media.duration) if media is not None else None
     seg = _resolve_times(item, duration)
     iv = seg[["start", "end"]].to_numpy(np.float64)
