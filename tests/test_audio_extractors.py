@@ -211,3 +211,39 @@ def test_covarep_chunks_keep_the_frame_grid(moud) -> None:  # noqa: ANN001
     assert (whole.values[:, 1] == chunked.values[:, 1]).mean() > 0.95
     mcep = slice(6, 31)
     assert np.allclose(whole.values[:, mcep], chunked.values[:, mcep], atol=1e-4)
+
+
+def _rosenberg_vowel(oq: float, f0: float = 120.0, sr: int = 16000, seconds: float = 1.0) -> np.ndarray:
+    """A vowel with a known glottal source: Rosenberg pulses (open quotient ``oq``, speed quotient 2)
+    through four formant resonators (700/1220/2600/3300 Hz) and lip radiation (first difference)."""
+    from scipy.signal import lfilter
+
+    period = 1.0 / f0
+    phase = (np.arange(int(seconds * sr)) / sr) % period
+    tn = oq * period / 3.0
+    tp = oq * period - tn
+    flow = np.where(phase <= tp, 0.5 * (1 - np.cos(np.pi * phase / tp)),
+                    np.where(phase <= tp + tn, np.cos(np.pi * (phase - tp) / (2 * tn)), 0.0))
+    a = np.array([1.0])
+    for f, bw in [(700, 80), (1220, 90), (2600, 120), (3300, 150)]:
+        r = np.exp(-np.pi * bw / sr)
+        a = np.convolve(a, [1, -2 * r * np.cos(2 * np.pi * f / sr), r * r])
+    speech = np.diff(lfilter([1.0], a, flow), prepend=0.0)
+    return (0.3 * speech / np.abs(speech).max()).astype(np.float32)
+
+
+def test_glottal_measures_recover_a_known_source() -> None:
+    # Rosenberg pulse: NAQ = 2*Tn / (pi*T) and QOQ = (Tp/2 + 2*Tn/3) / T, Tn = OQ*T/3, Tp = 2*Tn
+    sr, got = 16000, []
+    for oq in (0.4, 0.6, 0.8):
+        _, v = covarep_frames(_rosenberg_vowel(oq), sr, CovarepConfig())
+        voiced = v[:, 1] > 0
+        assert voiced.mean() > 0.9
+        f0, naq, qoq, h1h2 = np.median(v[voiced, 0]), *np.median(v[voiced, 2:5], axis=0)
+        assert f0 == pytest.approx(120.0, abs=1.0)
+        assert naq == pytest.approx(2 * (oq / 3) / np.pi, rel=0.25)
+        assert qoq == pytest.approx(oq * (1 / 3 + 2 / 9), rel=0.25)
+        got.append((naq, qoq, h1h2))
+    naqs, qoqs, h1h2s = zip(*got, strict=True)
+    # a more open (breathier) glottis: larger NAQ, QOQ and H1-H2
+    assert list(naqs) == sorted(naqs) and list(qoqs) == sorted(qoqs) and list(h1h2s) == sorted(h1h2s)
