@@ -17,6 +17,7 @@ mono float32 waveform (64 kB per second at 16 kHz) is cached.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,8 @@ def _open_container(path: Path, item: str):  # noqa: ANN202 - av.container.Input
         raise _err(f"not a regular file: {path}", item)
     if path.stat().st_size == 0:
         raise _err("empty file (0 bytes)", item)
+    if not os.access(path, os.R_OK):
+        raise _err("file not readable (permission denied)", item)
     try:
         return av.open(str(path), metadata_errors="ignore")
     except (av.error.FFmpegError, OSError, ValueError) as e:
@@ -321,19 +324,21 @@ class MediaFile:
         if first is None:
             raise _err("video stream has no decodable frame", self.item, "video")
         next_t, last_t = -np.inf, -np.inf
-        for t, frame in itertools.chain([first], decoded):
-            last_t = max(last_t, t)
-            if start is not None and t < start - 1e-6:
-                continue
-            if end is not None and t > end + 1e-6:
-                decoded.close()
-                return
-            if t + 1e-6 < next_t:
-                continue  # not sampled: never converted
-            # keep a steady rate; resync after a jump (a seek, a long frame)
-            next_t = t + step if next_t == -np.inf else max(next_t + step, t + 0.5 * step)
-            img = reformatter.reformat(frame, size[0], size[1], out_fmt, interpolation=self.cfg.interpolation)
-            yield t, img.to_ndarray()
+        try:
+            for t, frame in itertools.chain([first], decoded):
+                last_t = max(last_t, t)
+                if start is not None and t < start - 1e-6:
+                    continue
+                if end is not None and t > end + 1e-6:
+                    return
+                if t + 1e-6 < next_t:
+                    continue  # not sampled: never converted
+                # keep a steady rate; resync after a jump (a seek, a long frame)
+                next_t = t + step if next_t == -np.inf else max(next_t + step, t + 0.5 * step)
+                img = reformatter.reformat(frame, size[0], size[1], out_fmt, interpolation=self.cfg.interpolation)
+                yield t, img.to_ndarray()
+        finally:
+            decoded.close()  # the container closes now, also when the consumer stops early
         if end is None and vinfo.duration and last_t + 2 * frame_dt < _TRUNCATION_RATIO * vinfo.duration:
             raise _err(f"video truncated: frames end at {last_t:.2f} s of {vinfo.duration:.2f} s declared",
                        self.item, "video")
