@@ -8,7 +8,9 @@ workers all talk to this server instead of each starting an ephemeral one.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -39,7 +41,7 @@ class Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
         env.update(prefect_env(self.home, self.url, PREFECT_RUNNER_POLL_FREQUENCY="1",
                                PREFECT_WORKER_QUERY_SECONDS="1", PREFECT_WORKER_PREFETCH_SECONDS="5",
-                               PYTHONPATH=str(ROOT)))
+                               PYTHONPATH=str(ROOT), COLUMNS="250"))
         env.update(extra)
         return env
 
@@ -114,6 +116,39 @@ def get_server(config: pytest.Config) -> Server:
 @pytest.fixture
 def prefect_server(request: pytest.FixtureRequest) -> Server:
     return get_server(request.config)
+
+
+# The quick rebuild every Prefect test shares: the CLI on the embedded MOSI features, run twice
+# (the second run must be served from the cache). Deployment and kill -9 tests reuse its store.
+QUICK_ARGS = ["--ucln-epochs", "2", "--fusion-epochs", "3"]
+QUICK_PARAMS = {"ucln": {"epochs": 2, "patience": 15, "batch_size": 20},
+                "fusion_train": {"epochs": 3, "patience": 10, "batch_size": 32}}
+
+
+@dataclass
+class Rebuilt:
+    root: Path
+    first: dict
+    second: dict
+
+
+_REBUILT: Rebuilt | None = None
+
+
+def shared_rebuild(config: pytest.Config) -> Rebuilt:
+    global _REBUILT
+    if _REBUILT is None:
+        server = get_server(config)
+        root = Path(tempfile.mkdtemp(prefix="affectflow-rebuild-"))
+        config.add_cleanup(lambda: shutil.rmtree(root, ignore_errors=True))
+        cmd = [str(BIN / "affectflow"), "run", "--store", "store", "--out", "runs", "--json", *QUICK_ARGS]
+        outs = []
+        for _ in range(2):
+            res = run(cmd, server.env(), cwd=root, timeout=500)
+            assert res.returncode == 0, res.stdout[-4000:]
+            outs.append(json.loads(res.stdout[res.stdout.index("\n{") + 1:]))
+        _REBUILT = Rebuilt(root, outs[0], outs[1])
+    return _REBUILT
 
 
 def run(cmd: list[str], env: dict[str, str], cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:

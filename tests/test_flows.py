@@ -7,48 +7,21 @@ from __future__ import annotations
 import io
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from prefect_server import BIN, get_server, run
+from prefect_server import Rebuilt, get_server, run, shared_rebuild
 
 from pipeline import payload
 from pipeline.errors import InputError
 from pipeline.extractors.base import MediaItem, TimedFeatures
 
-QUICK = ["--ucln-epochs", "2", "--fusion-epochs", "3"]
-
-
-@dataclass
-class Rebuilt:
-    root: Path
-    first: dict
-    second: dict
-
-
-_REBUILT: dict[str, Rebuilt] = {}
-
-
-def rebuild_twice(config: pytest.Config, tmp_root: Path) -> Rebuilt:
-    """One quick embedded rebuild plus an unchanged re-run, shared by the tests of this session."""
-    if "r" not in _REBUILT:
-        server = get_server(config)
-        cmd = [str(BIN / "affectflow"), "run", "--store", "store", "--out", "runs", "--json", *QUICK]
-        outs = []
-        for _ in range(2):
-            res = run(cmd, server.env(), cwd=tmp_root, timeout=400)
-            assert res.returncode == 0, res.stdout[-4000:]
-            outs.append(json.loads(res.stdout[res.stdout.index("\n{") + 1:]))
-        _REBUILT["r"] = Rebuilt(tmp_root, outs[0], outs[1])
-    return _REBUILT["r"]
-
 
 @pytest.fixture(scope="module")
-def rebuilt(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Rebuilt:
-    return rebuild_twice(request.config, tmp_path_factory.mktemp("rebuild"))
+def rebuilt(request: pytest.FixtureRequest) -> Rebuilt:
+    return shared_rebuild(request.config)
 
 
 def test_payload_round_trip_without_pickle(tmp_path: Path) -> None:
