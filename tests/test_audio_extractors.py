@@ -122,7 +122,10 @@ def test_covarep_on_speech_is_plausible(lrs2, clips_dir: Path) -> None:  # noqa:
     tf = get_extractor("covarep").extract(item, media)
     names = tf.dim_names
     assert names[:6] == ["F0", "VUV", "NAQ", "QOQ", "H1H2", "peakSlope"]
-    assert names[6:31] == [f"MCEP_{i}" for i in range(25)] and len(names) == tf.values.shape[1] == 36
+    assert names[6:31] == [f"MCEP_{i}" for i in range(25)]
+    assert names[31:56] == [f"HMPDM_{i}" for i in range(25)] and names[56:69] == [f"HMPDD_{i}" for i in range(13)]
+    assert names[69:] == ["HNR", "jitter_local", "shimmer_local", "spectral_slope", "spectral_tilt"]
+    assert len(names) == tf.values.shape[1] == 74
     assert np.allclose(np.diff(tf.intervals[:, 0]), 0.01, atol=1e-6)  # COVAREP's 100 Hz
     df = pd.DataFrame(tf.values, columns=names)
     voiced = df["VUV"] > 0
@@ -139,6 +142,9 @@ def test_covarep_on_speech_is_plausible(lrs2, clips_dir: Path) -> None:  # noqa:
     assert 0.05 < v["NAQ"].median() < 0.4 and 0.2 < v["QOQ"].median() < 0.8
     assert 0 < v["HNR"].median() < 25 and 0 < v["jitter_local"].median() < 0.1
     assert df["spectral_slope"].median() < 0 and df["MCEP_0"].std() > 0.5
+    # phase distortion deviation: harmonics are regular low, noise-like high (Degottex & Erro 2014)
+    pdd = v[[f"HMPDD_{i}" for i in range(13)]].median().to_numpy()
+    assert pdd[:3].mean() < 0.6 and pdd[-4:].mean() > 0.9
 
 
 def test_covarep_on_silence_has_no_voicing(clips_dir: Path) -> None:
@@ -247,3 +253,16 @@ def test_glottal_measures_recover_a_known_source() -> None:
     naqs, qoqs, h1h2s = zip(*got, strict=True)
     # a more open (breathier) glottis: larger NAQ, QOQ and H1-H2
     assert list(naqs) == sorted(naqs) and list(qoqs) == sorted(qoqs) and list(h1h2s) == sorted(h1h2s)
+
+
+def test_phase_distortion_deviation_measures_noise() -> None:
+    cfg, rng = CovarepConfig(), np.random.default_rng(0)
+    clean = _rosenberg_vowel(0.6)
+    noisy = clean + 0.03 * rng.standard_normal(len(clean)).astype(np.float32)
+    pdd = []
+    for x in (clean, noisy):
+        _, v = covarep_frames(x, 16000, cfg)
+        voiced = v[:, 1] > 0
+        pdd.append(np.median(v[voiced, 56:69], axis=0))
+    assert pdd[0].max() < 0.05  # a strictly periodic source: no phase distortion deviation
+    assert pdd[1][-4:].min() > 1.0 and pdd[1][:4].max() < 0.3  # noise takes the weak high harmonics first

@@ -46,6 +46,10 @@ class CovarepConfig(StageConfig):
     peak_slope_window_s: float = Field(0.04, gt=0, description="max window of the peakSlope measure")
     perturbation_window_s: float = Field(0.1, gt=0, description="window of cycle-level jitter/shimmer")
     glottal: bool = Field(True, description="compute NAQ, QOQ, H1H2 by IAIF on voiced frames")
+    phase_distortion: bool = Field(True, description="compute HMPDM/HMPDD (harmonic phase distortion)")
+    hmpdm_order: int = Field(24, ge=1, le=60, description="HMPDM_0..order (COVAREP: 24)")
+    hmpdd_order: int = Field(12, ge=1, le=60, description="HMPDD_0..order (COVAREP: 12)")
+    pd_frames: int = Field(2, ge=1, description="phase distortion statistics over +-this many frames")
     min_segment_s: float = Field(0.05, ge=0)
     chunk_frames: int = Field(3000, ge=100, description="frames analysed per chunk (memory bound): 30 s")
     context_frames: int = Field(100, ge=0, description="extra audio either side of a chunk, in frames")
@@ -54,8 +58,10 @@ class CovarepConfig(StageConfig):
 def dim_names(cfg: CovarepConfig) -> list[str]:
     base = ["F0", "VUV", "NAQ", "QOQ", "H1H2", "peakSlope"]
     mcep = [f"MCEP_{i}" for i in range(cfg.mcep_order + 1)]
+    hmpd = ([f"HMPDM_{i}" for i in range(cfg.hmpdm_order + 1)] + [f"HMPDD_{i}" for i in range(cfg.hmpdd_order + 1)]
+            if cfg.phase_distortion else [])
     extra = ["HNR", "jitter_local", "shimmer_local", "spectral_slope", "spectral_tilt"]
-    return base + mcep + extra
+    return base + mcep + hmpd + extra
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -288,6 +294,73 @@ def _glottal_batch(x: np.ndarray, sr: int, centers: np.ndarray, f0: np.ndarray, 
     return out
 
 
+def _mel(f: np.ndarray) -> np.ndarray:
+    return 2595.0 * np.log10(1.0 + f / 700.0)
+
+
+def _mel_bands(n: int, sr: int) -> np.ndarray:
+    """``n`` band centre frequencies evenly spaced on the mel scale from 0 to sr/2."""
+    m = np.linspace(0.0, _mel(np.array(sr / 2.0)), n)
+    return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+
+
+def phase_distortion(x: np.ndarray, sr: int, centers: np.ndarray, f0: np.ndarray, cfg: CovarepConfig
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(PDM [K, hmpdm_order+1], PDD [K, hmpdd_order+1]): harmonic-model phase distortion (Degottex & Erro
+    2014) sampled on mel-spaced bands; 0 on unvoiced frames.
+
+    Per voiced frame, harmonic phases phi_h from a zero-phase (centred) Blackman window of 3 periods;
+    phase distortion PD_h = phi_(h+1) - phi_h - phi_1, which does not depend on where the window sits
+    relative to the glottal cycle. Over +-``pd_frames`` frames: PDM = circular mean, PDD = circular
+    standard deviation sqrt(-2 ln R) (R = mean resultant length). Each harmonic's value (at (h+1)*F0) is
+    read at the nearest harmonic to each band centre.
+    """
+    k = len(centers)
+    n_m, n_d = cfg.hmpdm_order + 1, cfg.hmpdd_order + 1
+    pdm, pdd = np.zeros((k, n_m)), np.zeros((k, n_d))
+    voiced = np.flatnonzero(f0 > 0)
+    if len(voiced) == 0:
+        return pdm, pdd
+    n = int(0.064 * sr) // 2 * 2
+    length = np.minimum(3.0 * sr / f0[voiced], n)
+    u = (np.arange(n) - n // 2)[None, :] / length[:, None]
+    win = np.where(np.abs(u) < 0.5, 0.42 + 0.5 * np.cos(2 * np.pi * u) + 0.08 * np.cos(4 * np.pi * u), 0.0)
+    xw = frame_matrix(x.astype(np.float64), centers[voiced], n) * win
+    nfft = 4 * n
+    buf = np.zeros((len(voiced), nfft))
+    buf[:, : n - n // 2] = xw[:, n // 2:]  # the window centre at sample 0: zero-phase analysis
+    buf[:, nfft - n // 2:] = xw[:, : n // 2]
+    spec = np.fft.rfft(buf, axis=1)
+    n_harm = int(0.95 * sr / 2 / f0[voiced].min())
+    h = np.arange(1, n_harm + 1)
+    fh = f0[voiced, None] * h[None, :]
+    valid = fh < 0.95 * sr / 2
+    bins = np.clip(np.round(fh * nfft / sr).astype(int), 0, spec.shape[1] - 1)
+    phi = np.angle(np.take_along_axis(spec, bins, axis=1))
+    pd = phi[:, 1:] - phi[:, :-1] - phi[:, :1]
+    z = np.where(valid[:, 1:], np.exp(1j * pd), 0.0)
+    # statistics over neighbouring frames on the full grid (unvoiced rows contribute nothing)
+    grid = np.zeros((k, z.shape[1]), complex)
+    grid[voiced] = z
+    cnt = np.zeros((k, z.shape[1]))
+    cnt[voiced] = valid[:, 1:]
+    csum = np.concatenate([np.zeros((1, z.shape[1]), complex), np.cumsum(grid, axis=0)])
+    ccnt = np.concatenate([np.zeros((1, z.shape[1])), np.cumsum(cnt, axis=0)])
+    lo = np.clip(voiced - cfg.pd_frames, 0, k)
+    hi = np.clip(voiced + cfg.pd_frames + 1, 0, k)
+    zs, ns = csum[hi] - csum[lo], ccnt[hi] - ccnt[lo]
+    r = np.clip(np.abs(zs) / np.maximum(ns, 1), 1e-6, 1.0)
+    dev = np.sqrt(-2.0 * np.log(r))
+    mean = np.angle(zs)
+    # PD_h sits at harmonic h+1: band centre f -> harmonic index round(f / F0) - 2, clipped to what exists
+    n_valid = valid[:, 1:].sum(1)
+    for out, values, bands in ((pdm, mean, _mel_bands(n_m, sr)), (pdd, dev, _mel_bands(n_d, sr))):
+        idx = np.round(bands[None, :] / f0[voiced, None]).astype(int) - 2
+        idx = np.clip(idx, 0, np.maximum(n_valid - 1, 0)[:, None])
+        out[voiced] = np.take_along_axis(values, idx, axis=1)
+    return pdm, pdd
+
+
 def covarep_frames(x: np.ndarray, sr: int, cfg: CovarepConfig, ref_peak: float | None = None
                    ) -> tuple[np.ndarray, np.ndarray]:
     """(frame centre times in s from the start of ``x``, [K, D] features) for one stretch of audio;
@@ -306,7 +379,8 @@ def covarep_frames(x: np.ndarray, sr: int, cfg: CovarepConfig, ref_peak: float |
     mcep, slope, tilt = spectral(x, sr, centers, cfg)
     ps = peak_slope(x, sr, centers, cfg)
     gl = glottal(x, sr, centers, f0) if cfg.glottal else np.zeros((k, 3))
-    values = np.column_stack([f0, vuv, gl, ps, mcep, hnr, jit, shim, slope, tilt])
+    hmpd = np.column_stack(phase_distortion(x, sr, centers, f0, cfg)) if cfg.phase_distortion else np.zeros((k, 0))
+    values = np.column_stack([f0, vuv, gl, ps, mcep, hmpd, hnr, jit, shim, slope, tilt])
     return times, values.astype(np.float32)
 
 
