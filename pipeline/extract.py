@@ -63,7 +63,8 @@ class ExtractConfig(StageConfig):
     audio: list[ExtractorSpec] = Field(default_factory=lambda: _default("audio"))
     video: list[ExtractorSpec] = Field(default_factory=lambda: _default("video"))
     sample_rate: int = Field(16000, description="audio resampled once to this rate (mono)")
-    fps: float | None = Field(10.0, description="frames sampled per second for visual extractors (None = all)")
+    fps: float | None = Field(10.0, description="decoder's default frames per second (None = all); extractors "
+                              "that sample frames themselves (facet: track.fps) use their own rate")
     max_side: int | None = Field(None, description="frames downscaled to this longest side (None = as decoded)")
     collapse: Literal["mean", "weighted_mean", "max", "min", "std"] = "mean"
 
@@ -371,7 +372,8 @@ class ExtractSummary(BaseModel):
             f"{self.dataset}/{self.feature_set}: {self.items_done}/{self.n_items} items done, "
             f"{self.items_quarantined} with quarantine records ({self.n_quarantine_records} records), "
             f"{self.n_segments} segments",
-            f"media {self.media_seconds:.1f} s in {self.wall_seconds:.1f} s wall = {self.realtime_factor:.1f}x realtime",
+            (f"media {self.media_seconds:.1f} s in {self.wall_seconds:.1f} s wall = {self.realtime_factor:.1f}x realtime"
+             if self.media_seconds else f"no media (transcripts only), {self.wall_seconds:.1f} s wall"),
         ]
         for c, s in self.seconds_per_column.items():
             have = f"   {self.present_per_column[c]}/{self.n_segments} segments present" if c in self.present_per_column else ""

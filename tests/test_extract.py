@@ -112,3 +112,18 @@ def test_item_result_survives_the_payload_codec(mosi_dir, glove_txt):
     np.testing.assert_array_equal(back.vectors["text"], r.vectors["text"])
     assert back.segments["segment_id"].tolist() == r.segments["segment_id"].tolist()
     assert len(back.sequences["text"]) == len(r.segments)
+
+
+def test_word2vec_trained_through_the_driver_is_recorded(tmp_path):
+    rows = pd.DataFrame({"video_id": ["a", "a", "b"], "transcript": ["a good movie", "a bad movie", "good acting"],
+                         "split": ["train", "train", "valid"], "score": [2.0, -2.0, 1.0]})
+    rows.to_csv(tmp_path / "manifest.csv", index=False)
+    cfg = ExtractConfig(text=[ExtractorSpec(name="word2vec", config={"train": {"vector_size": 8, "epochs": 2}})],
+                        audio=[], video=[])
+    extract_corpus(tmp_path, store=tmp_path / "s", dataset="toy", cfg=cfg, progress=False)
+    meta = read_meta(tmp_path / "s" / "toy" / "extracted.parquet")
+    used = meta.extra["extractors"]["text"]
+    assert used["vectors"].endswith(".txt") and "_models" in used["vectors"] and used["vocabulary"] == 4  # train only
+    fs = read_feature_set(tmp_path / "s", "toy", "extracted")
+    assert fs.features["text"].shape == (3, 8) and not fs.missing["text"].any()
+    assert fs.segments["label_bin"].tolist() == [1, 0, 1]
