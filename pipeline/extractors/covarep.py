@@ -32,6 +32,7 @@ from pipeline.media import item_audio, merge_windows, segment_windows
 from pipeline.provenance import StageConfig
 
 _EPS = 1e-10
+_BATCH = 512  # voiced frames per vectorised batch (bounds memory: ~4 MB per [batch, 1024] array)
 _SILENCE = 0.03  # Praat's default silence threshold (fraction of the peak amplitude)
 
 
@@ -253,8 +254,8 @@ def glottal(x: np.ndarray, sr: int, centers: np.ndarray, f0: np.ndarray) -> np.n
     short = int(0.032 * sr) // 2 * 2
     long_ = int(0.064 * sr) // 2 * 2
     for sel, n in ((need <= short, short), (need > short, long_)):
-        idx = voiced[sel]
-        if len(idx):
+        for b in range(0, int(sel.sum()), _BATCH):  # batches bound the [frames, samples] work arrays
+            idx = voiced[sel][b: b + _BATCH]
             out[idx] = _glottal_batch(x, sr, centers[idx], f0[idx], n)
     return out
 
@@ -322,21 +323,24 @@ def phase_distortion(x: np.ndarray, sr: int, centers: np.ndarray, f0: np.ndarray
     if len(voiced) == 0:
         return pdm, pdd
     n = int(0.064 * sr) // 2 * 2
-    length = np.minimum(3.0 * sr / f0[voiced], n)
-    u = (np.arange(n) - n // 2)[None, :] / length[:, None]
-    win = np.where(np.abs(u) < 0.5, 0.42 + 0.5 * np.cos(2 * np.pi * u) + 0.08 * np.cos(4 * np.pi * u), 0.0)
-    xw = frame_matrix(x.astype(np.float64), centers[voiced], n) * win
     nfft = 4 * n
-    buf = np.zeros((len(voiced), nfft))
-    buf[:, : n - n // 2] = xw[:, n // 2:]  # the window centre at sample 0: zero-phase analysis
-    buf[:, nfft - n // 2:] = xw[:, : n // 2]
-    spec = np.fft.rfft(buf, axis=1)
     n_harm = int(0.95 * sr / 2 / f0[voiced].min())
     h = np.arange(1, n_harm + 1)
     fh = f0[voiced, None] * h[None, :]
     valid = fh < 0.95 * sr / 2
-    bins = np.clip(np.round(fh * nfft / sr).astype(int), 0, spec.shape[1] - 1)
-    phi = np.angle(np.take_along_axis(spec, bins, axis=1))
+    bins = np.clip(np.round(fh * nfft / sr).astype(int), 0, nfft // 2)
+    phi = np.zeros(fh.shape)
+    x64 = x.astype(np.float64)
+    for b in range(0, len(voiced), _BATCH):  # batches bound the [frames, nfft] arrays
+        sl = slice(b, b + _BATCH)
+        length = np.minimum(3.0 * sr / f0[voiced[sl]], n)
+        u = (np.arange(n) - n // 2)[None, :] / length[:, None]
+        win = np.where(np.abs(u) < 0.5, 0.42 + 0.5 * np.cos(2 * np.pi * u) + 0.08 * np.cos(4 * np.pi * u), 0.0)
+        xw = frame_matrix(x64, centers[voiced[sl]], n) * win
+        buf = np.zeros((len(xw), nfft))
+        buf[:, : n - n // 2] = xw[:, n // 2:]  # the window centre at sample 0: zero-phase analysis
+        buf[:, nfft - n // 2:] = xw[:, : n // 2]
+        phi[sl] = np.angle(np.take_along_axis(np.fft.rfft(buf, axis=1), bins[sl], axis=1))
     pd = phi[:, 1:] - phi[:, :-1] - phi[:, :1]
     z = np.where(valid[:, 1:], np.exp(1j * pd), 0.0)
     # statistics over neighbouring frames on the full grid (unvoiced rows contribute nothing)
