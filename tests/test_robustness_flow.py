@@ -1,4 +1,4 @@
-"""The robustness Prefect flow under Prefect's test harness: files written, artifacts published."""
+"""The training flow on a zoo model, then the robustness Prefect flow under Prefect's test harness: files written, artifacts published."""
 
 from __future__ import annotations
 
@@ -40,11 +40,14 @@ def test_flow_writes_tables_and_artifacts(prefect_harness, mosi_dir: Path, tmp_p
     from prefect.client.orchestration import get_client
 
     from flows.robustness import robustness
-    from pipeline.train import TrainConfig, train
+    from flows.train import train_model
 
     build_raw_store(tmp_path / "store", mosi_dir)
-    run = train(TrainConfig(model="mfm", epochs=2, patience=2, seed=0), store=tmp_path / "store", dataset="mosi",
-                features="bclstm-raw", out_dir=tmp_path / "run", progress=None)
+    # A zoo model trained by the training flow, then scored by the robustness flow.
+    trained = train_model({"model": "cyin", "epochs": 2, "patience": 2, "model_cfg": {"stage1_epochs": 1}},
+                          str(tmp_path / "store"), "mosi", str(tmp_path / "run"), features="bclstm-raw")
+    run = Path(trained["run"]["run_dir"])
+    assert trained["run"]["accuracy"] > 0.62
     results = robustness([str(run)], {"rates": [0.3, 0.6], "seeds": [0, 1]})
     assert len(results) == 1 and results[0]["curve"]["rate"] == [0.0, 0.3, 0.6]
     assert Path(results[0]["files"]["png"]).is_file()
