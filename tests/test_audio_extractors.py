@@ -121,11 +121,11 @@ def test_covarep_on_speech_is_plausible(lrs2, clips_dir: Path) -> None:  # noqa:
     item, media = lrs2
     tf = get_extractor("covarep").extract(item, media)
     names = tf.dim_names
-    assert names[:6] == ["F0", "VUV", "NAQ", "QOQ", "H1H2", "peakSlope"]
-    assert names[6:31] == [f"MCEP_{i}" for i in range(25)]
-    assert names[31:56] == [f"HMPDM_{i}" for i in range(25)] and names[56:69] == [f"HMPDD_{i}" for i in range(13)]
-    assert names[69:] == ["HNR", "jitter_local", "shimmer_local", "spectral_slope", "spectral_tilt"]
-    assert len(names) == tf.values.shape[1] == 74
+    assert names[:7] == ["F0", "VUV", "NAQ", "QOQ", "H1H2", "MDQ", "peakSlope"]  # COVAREP's order, no PSP
+    assert names[7:32] == [f"MCEP_{i}" for i in range(25)]
+    assert names[32:57] == [f"HMPDM_{i}" for i in range(25)] and names[57:70] == [f"HMPDD_{i}" for i in range(13)]
+    assert names[70:] == ["HNR", "jitter_local", "shimmer_local", "spectral_slope", "spectral_tilt"]
+    assert len(names) == tf.values.shape[1] == 75
     assert np.allclose(np.diff(tf.intervals[:, 0]), 0.01, atol=1e-6)  # COVAREP's 100 Hz
     df = pd.DataFrame(tf.values, columns=names)
     voiced = df["VUV"] > 0
@@ -141,6 +141,7 @@ def test_covarep_on_speech_is_plausible(lrs2, clips_dir: Path) -> None:  # noqa:
     v = df[voiced]
     assert 0.05 < v["NAQ"].median() < 0.4 and 0.2 < v["QOQ"].median() < 0.8
     assert 0 < v["HNR"].median() < 25 and 0 < v["jitter_local"].median() < 0.1
+    assert 0.03 < v["MDQ"].median() < 0.3
     assert df["spectral_slope"].median() < 0 and df["MCEP_0"].std() > 0.5
     # phase distortion deviation: harmonics are regular low, noise-like high (Degottex & Erro 2014)
     pdd = v[[f"HMPDD_{i}" for i in range(13)]].median().to_numpy()
@@ -152,7 +153,7 @@ def test_covarep_on_silence_has_no_voicing(clips_dir: Path) -> None:
     wave, sr = media.audio(allow_silent=True)
     times, v = covarep_frames(wave[: 3 * sr], sr, CovarepConfig())
     assert len(times) == 300 and np.isfinite(v).all()
-    assert (v[:, 1] == 0).all() and (v[:, :5] == 0).all()  # F0, VUV, NAQ, QOQ, H1H2
+    assert (v[:, 1] == 0).all() and (v[:, :6] == 0).all()  # F0, VUV, NAQ, QOQ, H1H2, MDQ
 
 
 def test_mcep_matrix_without_warping_is_the_real_cepstrum() -> None:
@@ -263,6 +264,20 @@ def test_phase_distortion_deviation_measures_noise() -> None:
     for x in (clean, noisy):
         _, v = covarep_frames(x, 16000, cfg)
         voiced = v[:, 1] > 0
-        pdd.append(np.median(v[voiced, 56:69], axis=0))
+        pdd.append(np.median(v[voiced, 57:70], axis=0))  # HMPDD_0..12
     assert pdd[0].max() < 0.05  # a strictly periodic source: no phase distortion deviation
     assert pdd[1][-4:].min() > 1.0 and pdd[1][:4].max() < 0.3  # noise takes the weak high harmonics first
+
+
+def test_mdq_rises_with_aspiration_noise() -> None:
+    # Kane & Gobl 2013: wavelet maxima of the LP residual disperse around the GCI in breathy voice
+    cfg, rng = CovarepConfig(), np.random.default_rng(0)
+    mdq = {}
+    for oq in (0.4, 0.8):
+        clean = _rosenberg_vowel(oq)
+        for noise in (0.0, 0.02):
+            x = clean + noise * rng.standard_normal(len(clean)).astype(np.float32)
+            _, v = covarep_frames(x, 16000, cfg)
+            mdq[oq, noise] = float(np.median(v[v[:, 1] > 0, 5]))
+    assert mdq[0.4, 0.02] > mdq[0.4, 0.0] and mdq[0.8, 0.02] > mdq[0.8, 0.0]
+    assert mdq[0.8, 0.02] > 1.5 * mdq[0.4, 0.0]  # breathy (open, noisy) vs tense (closed, clean)

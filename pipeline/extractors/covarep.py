@@ -57,7 +57,7 @@ class CovarepConfig(StageConfig):
 
 
 def dim_names(cfg: CovarepConfig) -> list[str]:
-    base = ["F0", "VUV", "NAQ", "QOQ", "H1H2", "peakSlope"]
+    base = ["F0", "VUV", "NAQ", "QOQ", "H1H2", "MDQ", "peakSlope"]
     mcep = [f"MCEP_{i}" for i in range(cfg.mcep_order + 1)]
     hmpd = ([f"HMPDM_{i}" for i in range(cfg.hmpdm_order + 1)] + [f"HMPDD_{i}" for i in range(cfg.hmpdd_order + 1)]
             if cfg.phase_distortion else [])
@@ -239,7 +239,7 @@ def spectral(x: np.ndarray, sr: int, centers: np.ndarray, cfg: CovarepConfig
 
 
 def glottal(x: np.ndarray, sr: int, centers: np.ndarray, f0: np.ndarray) -> np.ndarray:
-    """[K, 3] NAQ, QOQ, H1H2 from IAIF's glottal flow on voiced frames (0 elsewhere, as COVAREP).
+    """[K, 4] NAQ, QOQ, H1H2 from IAIF's glottal flow, and MDQ, on voiced frames (0 elsewhere, as COVAREP).
 
     IAIF (Alku 1992, the COVAREP iaif.m order choices): a frame holding 3 periods (32 or 64 ms), order-1
     LPC tilt removal, vocal tract LPC of order 2*round(fs/2000)+4, glottal LPC of order 2*round(fs/4000),
@@ -247,7 +247,7 @@ def glottal(x: np.ndarray, sr: int, centers: np.ndarray, f0: np.ndarray) -> np.n
     NAQ = f_ac / (d_peak * T0), QOQ = time above 50 % of the flow's peak-to-peak / T0, H1H2 = level of the
     first minus the second harmonic of the flow spectrum (dB).
     """
-    out = np.zeros((len(centers), 3))
+    out = np.zeros((len(centers), 4))
     voiced = np.flatnonzero(f0 > 0)
     # frames of 3 periods, in two length buckets so high voices do not pay for the lowest one
     need = 3.0 * sr / np.maximum(f0[voiced], 1.0)
@@ -260,12 +260,45 @@ def glottal(x: np.ndarray, sr: int, centers: np.ndarray, f0: np.ndarray) -> np.n
     return out
 
 
+def _wavelet_kernels(sr: int) -> list[np.ndarray]:
+    """Kane & Gobl's cosine-modulated Gaussian at octave centres fs/2, fs/4, ... (>= 100 Hz), unit L1."""
+    out = []
+    for i in range(8):
+        f = sr / 2.0 / 2.0 ** i
+        if f < 100:
+            break
+        tau = 1.0 / (2 * f)
+        h = int(4 * tau * sr)
+        t = np.arange(-h, h + 1) / sr
+        g = -np.cos(2 * np.pi * f * t) * np.exp(-(t ** 2) / (2 * tau ** 2))
+        out.append(g / np.abs(g).sum())
+    return out
+
+
+def _mdq(residual: np.ndarray, sr: int, gci: np.ndarray, t0: np.ndarray) -> np.ndarray:
+    """Maxima dispersion quotient (Kane & Gobl 2013): the LP residual through the octave wavelets; per
+    scale, the position of the largest output within +-T0/4 of the GCI; MDQ = mean distance / T0."""
+    k, n = residual.shape
+    kernels = _wavelet_kernels(sr)
+    nfft = 1 << int(np.ceil(np.log2(n + 2 * max(len(g) for g in kernels))))
+    spec = np.fft.rfft(residual, nfft, axis=1)
+    pos = np.arange(n)[None, :]
+    inside = np.abs(pos - gci[:, None]) <= (t0[:, None] / 4.0)
+    dist = np.zeros((k, len(kernels)))
+    for j, g in enumerate(kernels):
+        h = (len(g) - 1) // 2
+        y = np.abs(np.fft.irfft(spec * np.fft.rfft(g, nfft), nfft, axis=1)[:, h: h + n])
+        dist[:, j] = np.abs(np.argmax(np.where(inside, y, -1.0), axis=1) - gci)
+    return dist.mean(1) / t0
+
+
 def _glottal_batch(x: np.ndarray, sr: int, centers: np.ndarray, f0: np.ndarray, n: int) -> np.ndarray:
-    """IAIF + NAQ/QOQ/H1H2 for frames of ``n`` samples (see :func:`glottal`)."""
-    out = np.zeros((len(centers), 3))
+    """IAIF + NAQ/QOQ/H1H2 and MDQ for frames of ``n`` samples (see :func:`glottal`)."""
+    out = np.zeros((len(centers), 4))
     p_vt, p_gl, d = 2 * round(sr / 2000) + 4, max(2, 2 * round(sr / 4000)), 0.99
     frames = frame_matrix(x.astype(np.float64), centers, n)
     win = np.hanning(n)
+    residual = _fir(frames, _lpc(frames * win, p_vt))  # LP residual of the speech (for MDQ)
     g1 = _fir(frames, _lpc(frames * win, 1))
     g1 = _leaky_integrate(_fir(frames, _lpc(g1 * win, p_vt)), d)
     y = _leaky_integrate(_fir(frames, _lpc(g1 * win, p_gl)), d)
@@ -275,23 +308,25 @@ def _glottal_batch(x: np.ndarray, sr: int, centers: np.ndarray, f0: np.ndarray, 
     spec = np.abs(np.fft.rfft(g * win, nfft, axis=1))
     bin_hz = sr / nfft
     mid = n // 2
+    t0 = np.round(sr / f0).astype(int)
+    # GCI: the flow-derivative minimum within one period of the frame centre
+    near = np.abs(np.arange(n)[None, :] - mid) < t0[:, None]
+    gci = np.argmin(np.where(near, dg, np.inf), axis=1)
+    out[:, 3] = _mdq(residual, sr, gci, t0.astype(np.float64))
     for row in range(len(centers)):
-        t0 = int(round(sr / f0[row]))
-        lo, hi = max(0, mid - t0), min(n, mid + t0)
-        gci = lo + int(np.argmin(dg[row, lo:hi]))
-        a, b = gci - t0 // 2, gci + t0 - t0 // 2  # one period around the GCI
-        if a < 0 or b > n or t0 < 4:
+        a, b = gci[row] - t0[row] // 2, gci[row] + t0[row] - t0[row] // 2  # one period around the GCI
+        if a < 0 or b > n or t0[row] < 4:
             continue
         gp = g[row, a:b] - g[row, a:b].min()
         f_ac = gp.max()
-        d_peak = -dg[row, gci]
+        d_peak = -dg[row, gci[row]]
         if f_ac <= _EPS or d_peak <= _EPS:
             continue
         h = []
         for mult in (1, 2):
             c = mult * f0[row] / bin_hz
             h.append(20 * np.log10(spec[row, int(c * 0.9): int(np.ceil(c * 1.1)) + 1].max() + _EPS))
-        out[row] = (f_ac / (d_peak * t0), float((gp > 0.5 * f_ac).sum()) / t0, h[0] - h[1])
+        out[row, :3] = (f_ac / (d_peak * t0[row]), float((gp > 0.5 * f_ac).sum()) / t0[row], h[0] - h[1])
     return out
 
 
@@ -382,9 +417,9 @@ def covarep_frames(x: np.ndarray, sr: int, cfg: CovarepConfig, ref_peak: float |
     jit, shim = perturbation(x, sr, times, pulse_t, cfg)
     mcep, slope, tilt = spectral(x, sr, centers, cfg)
     ps = peak_slope(x, sr, centers, cfg)
-    gl = glottal(x, sr, centers, f0) if cfg.glottal else np.zeros((k, 3))
+    gl = glottal(x, sr, centers, f0) if cfg.glottal else np.zeros((k, 4))  # NAQ, QOQ, H1H2, MDQ
     hmpd = np.column_stack(phase_distortion(x, sr, centers, f0, cfg)) if cfg.phase_distortion else np.zeros((k, 0))
-    values = np.column_stack([f0, vuv, gl, ps, mcep, hmpd, hnr, jit, shim, slope, tilt])
+    values = np.column_stack([f0, vuv, gl[:, :3], gl[:, 3], ps, mcep, hmpd, hnr, jit, shim, slope, tilt])
     return times, values.astype(np.float32)
 
 
