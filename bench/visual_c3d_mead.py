@@ -59,6 +59,7 @@ def main() -> None:
     ap.add_argument("--seg", type=float, default=1.3)
     ap.add_argument("--fps", type=float, default=12.0)
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--protocols", nargs="+", default=["within", "actor"], choices=["within", "actor"])
     args = ap.parse_args()
     torch.set_num_threads(1)
     results = {}
@@ -74,7 +75,7 @@ def main() -> None:
         fs.segments["split"] = actor_segs.set_index("segment_id").loc[fs.segments["segment_id"], "split"].to_numpy()
         fs.meta = fs.meta.model_copy(update={"feature_set": "crops-actor"})
         write_feature_set(tmp, fs)
-        for protocol in ("within", "actor"):
+        for protocol in args.protocols:
             segs = read_feature_set(tmp, "mead", f"crops-{protocol}").segments
             accs = []
             for seed in range(args.seeds):

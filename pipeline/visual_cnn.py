@@ -112,6 +112,25 @@ class C3DTrainConfig(StageConfig):
     seed: int = 0
 
 
+def crop_geometry(meta, modality: str) -> tuple[int, int]:  # noqa: ANN001 - FeatureSetMeta
+    """(clip_len, crop_size) of a stored crops column: from ``build_crop_store``'s metadata, or from the
+    extraction driver's per-column extractor config; the column's dim must agree."""
+    extra = meta.extra or {}
+    if "clip_len" in extra and "crop_size" in extra:
+        geo = (int(extra["clip_len"]), int(extra["crop_size"]))
+    else:
+        ext = (extra.get("extractors") or {}).get(modality) or {}
+        if ext.get("extractor") != "face_crops":
+            raise StoreError(f"column {modality!r} of {meta.dataset}/{meta.feature_set} was not written by the "
+                             f"face_crops extractor (producer: {ext.get('extractor', meta.producer.name)})")
+        c = FaceCropsConfig(**ext["config"])
+        geo = (c.clip_len, c.track.crop_size)
+    dim = meta.modalities[modality].dim
+    if geo[0] * geo[1] ** 2 != dim:
+        raise StoreError(f"column {modality!r}: dim {dim} is not clip_len x crop_size^2 = {geo[0]}x{geo[1]}^2")
+    return geo
+
+
 def _labelled(fs: FeatureSet, label: str, modality: str) -> tuple[np.ndarray, np.ndarray]:
     y = fs.segments[label].to_numpy()
     ok = ~fs.missing[modality] & ~pd.isna(y)
@@ -139,8 +158,8 @@ def train_c3d(cfg: C3DTrainConfig, *, store: str | Path, dataset: str, out_dir: 
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     fs = read_feature_set(store, dataset, cfg.crops_feature_set, modalities=[cfg.modality])
-    extra = fs.meta.extra
-    mcfg = C3DConfig(**{**cfg.model, "clip_len": extra.get("clip_len", 16), "crop_size": extra.get("crop_size", 32)})
+    clip_len, crop_size = crop_geometry(fs.meta, cfg.modality)
+    mcfg = C3DConfig(**{**cfg.model, "clip_len": clip_len, "crop_size": crop_size})
     train, valid = fs.split("train"), (fs.split("valid") if (fs.segments["split"] == "valid").any() else None)
     idx, y_all = _labelled(train, cfg.label, cfg.modality)
     if len(idx) < 2:
@@ -214,9 +233,11 @@ def write_c3d_features(
     crops_feature_set: str,
     feature_set: str,
     modality: str = "video",
+    out_modality: str = "video",
     batch_size: int = 64,
 ) -> Path:
-    """Penultimate-layer features of every row with crops (missing rows stay missing) as a new set."""
+    """Penultimate-layer features of every row with crops (missing rows stay missing) as a new set,
+    in column ``out_modality`` (``video`` by default: what the context network and fusion models read)."""
     model, info = load_c3d(model_dir)
     src = read_feature_set(store, dataset, crops_feature_set, modalities=[modality])
     if src.meta.modalities[modality].dim != info["dims"]["video"]:
@@ -231,7 +252,7 @@ def write_c3d_features(
     weights_sha = hash_file(weights)[:16]
     meta = make_meta(
         dataset=dataset, feature_set=feature_set,
-        modalities={modality: ModalitySpec(kind="vector", dim=model.cfg.feature_dim,
+        modalities={out_modality: ModalitySpec(kind="vector", dim=model.cfg.feature_dim,
                                            description="C3D penultimate layer over face-crop clips")},
         producer=Producer.of("model", "c3d", {"model": info["config"], "train": info.get("train_config"),
                                               "weights_sha": weights_sha}),
@@ -240,4 +261,4 @@ def write_c3d_features(
         lineage=[f"{dataset}/{crops_feature_set}@{src.meta.source_hash}"],
         extra={"weights": weights.name, "trained_on": info.get("data")},
     )
-    return write_feature_set(store, FeatureSet(meta, src.segments, {modality: out}, {modality: missing}))
+    return write_feature_set(store, FeatureSet(meta, src.segments, {out_modality: out}, {out_modality: missing}))

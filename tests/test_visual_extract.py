@@ -37,3 +37,24 @@ def test_driver_quarantines_a_faceless_clip_with_the_reason(clips_dir: Path) -> 
     assert not res.present.get("video", np.array([False])).any()
     reasons = [q["reason"] for q in res.quarantine if q["modality"] == "video"]
     assert len(reasons) == 2 and all("no face in 20 sampled frames" in r for r in reasons)
+
+
+def test_c3d_trains_on_crops_written_by_the_driver(tmp_path: Path) -> None:
+    """Embedded GRID corpus (real clips, in the repo) -> driver -> crops column -> C3D -> feature set."""
+    from pipeline.corpus import load_corpus
+    from pipeline.extract import write_extracted
+    from pipeline.store import read_feature_set
+    from pipeline.visual_cnn import C3DTrainConfig, train_c3d, write_c3d_features
+
+    corpus = load_corpus(Path(__file__).resolve().parents[1] / "data" / "corpus")
+    cfg = ExtractConfig(text=[], audio=[], video=[ExtractorSpec(name="face_crops", column="video_crops",
+                                                                config={"clip_len": 8, "track": {"crop_size": 24}})])
+    results = [extract_item(it, cfg) for it in corpus.items[:4]]
+    write_extracted(results, store=tmp_path, dataset="grid", feature_set="crops", cfg=cfg)
+    run = train_c3d(C3DTrainConfig(crops_feature_set="crops", modality="video_crops", epochs=1, batch_size=2),
+                    store=tmp_path, dataset="grid", out_dir=tmp_path / "c3d")
+    write_c3d_features(run, store=tmp_path, dataset="grid", crops_feature_set="crops", feature_set="c3d",
+                       modality="video_crops")
+    fs = read_feature_set(tmp_path, "grid", "c3d")
+    assert fs.features["video"].shape == (4, 100) and not fs.missing["video"].any()
+    assert np.isfinite(fs.features["video"]).all() and fs.features["video"].std(0).max() > 0
