@@ -169,5 +169,16 @@ def read_history(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / HISTORY
     if not path.is_file():
         raise CheckpointError("history.csv is missing", path=path)
+    def value(v: str):
+        if v == "":
+            return None
+        try:
+            return json.loads(v)  # numbers, true/false
+        except json.JSONDecodeError:
+            try:
+                return float(v)  # nan, inf
+            except ValueError:
+                return v
+
     with open(path, newline="") as f:
-        return [{k: (json.loads(v) if v not in ("",) else None) for k, v in row.items()} for row in csv.DictReader(f)]
+        return [{k: value(v) for k, v in row.items()} for row in csv.DictReader(f)]

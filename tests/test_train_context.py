@@ -86,3 +86,10 @@ def test_utterance_level_run_is_not_a_context_model(store, tmp_path):
                 out_dir=tmp_path / "mlp", progress=None)
     with pytest.raises(InputError, match="utterance-level"):
         write_context_features(run, store=store, dataset="mosi", feature_set="nope")
+
+
+def test_video_level_runs_are_deterministic(store, tmp_path):
+    cfg = TrainConfig(model="ucln", model_cfg={"modality": "audio"}, modalities=["audio"], epochs=2, batch_size=10)
+    a = train(cfg, store=store, dataset="mosi", features="bclstm-raw", out_dir=tmp_path / "a", progress=None)
+    b = train(cfg, store=store, dataset="mosi", features="bclstm-raw", out_dir=tmp_path / "b", progress=None)
+    assert load_run(a)[1].checkpoint_sha256 == load_run(b)[1].checkpoint_sha256
