@@ -4,17 +4,20 @@ What is reproduced and how, feature by feature against COVAREP's 74, is in ``doc
 
 - F0 / VUV: Praat's autocorrelation pitch tracker (parselmouth), 50-500 Hz as COVAREP's defaults,
   10 ms step. COVAREP uses SRH; values differ in detail, not in meaning.
-- MCEP_0..24: mel-cepstrum (all-pass warping, alpha 0.42 at 16 kHz) of each frame's log amplitude
-  spectrum, SPTK sign/scale convention; computed by one precomputed matrix product (warp + cosine).
-- NAQ, QOQ, H1H2: from the glottal flow estimated by IAIF (Alku 1992) on voiced frames; 0 when unvoiced,
-  as COVAREP does.
+- NAQ, QOQ, H1H2: from the glottal flow estimated by IAIF (Alku 1992) on voiced frames; MDQ (Kane &
+  Gobl 2013) from the LP residual around the same GCI. 0 when unvoiced (VUV says so).
 - peakSlope: Kane & Gobl's wavelet measure: octave-band cosine-modulated Gaussian filters, per-frame
   peak amplitudes, slope of the regression of log10 peaks on log2 band frequency.
+- MCEP_0..24: mel-cepstrum (all-pass warping, alpha 0.42 at 16 kHz) of each frame's log amplitude
+  spectrum, SPTK sign/scale convention; computed by one precomputed matrix product (warp + cosine).
+- HMPDM_0..24 / HMPDD_0..12: harmonic phase distortion mean / deviation (Degottex & Erro 2014) on
+  mel-spaced bands.
 - Extras named in the brief, not in COVAREP's 74: HNR (from the autocorrelation strength, Boersma's
   definition), local jitter and shimmer (cycle-level, from Praat's pulses, over a sliding window),
   spectral slope and spectral tilt.
 
-Not reproduced (need tools or trained models we do not have): PSP, MDQ, Rd, Rd_conf, creak, HMPDM, HMPDD.
+Not reproduced: PSP, Rd, Rd_conf, creak. Switched-off parts (``glottal``, ``phase_distortion``) drop
+their columns rather than filling them with zeros.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ class CovarepConfig(StageConfig):
 
 
 def dim_names(cfg: CovarepConfig) -> list[str]:
-    base = ["F0", "VUV", "NAQ", "QOQ", "H1H2", "MDQ", "peakSlope"]
+    base = ["F0", "VUV"] + (["NAQ", "QOQ", "H1H2", "MDQ"] if cfg.glottal else []) + ["peakSlope"]
     mcep = [f"MCEP_{i}" for i in range(cfg.mcep_order + 1)]
     hmpd = ([f"HMPDM_{i}" for i in range(cfg.hmpdm_order + 1)] + [f"HMPDD_{i}" for i in range(cfg.hmpdd_order + 1)]
             if cfg.phase_distortion else [])
@@ -417,9 +420,9 @@ def covarep_frames(x: np.ndarray, sr: int, cfg: CovarepConfig, ref_peak: float |
     jit, shim = perturbation(x, sr, times, pulse_t, cfg)
     mcep, slope, tilt = spectral(x, sr, centers, cfg)
     ps = peak_slope(x, sr, centers, cfg)
-    gl = glottal(x, sr, centers, f0) if cfg.glottal else np.zeros((k, 4))  # NAQ, QOQ, H1H2, MDQ
+    gl = glottal(x, sr, centers, f0) if cfg.glottal else np.zeros((k, 0))  # NAQ, QOQ, H1H2, MDQ
     hmpd = np.column_stack(phase_distortion(x, sr, centers, f0, cfg)) if cfg.phase_distortion else np.zeros((k, 0))
-    values = np.column_stack([f0, vuv, gl[:, :3], gl[:, 3], ps, mcep, hmpd, hnr, jit, shim, slope, tilt])
+    values = np.column_stack([f0, vuv, gl, ps, mcep, hmpd, hnr, jit, shim, slope, tilt])
     return times, values.astype(np.float32)
 
 
