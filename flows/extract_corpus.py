@@ -71,38 +71,23 @@ def extract_items(corpus: str, store: str, dataset: str, extract: dict | None, o
 
 
 def summarise(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
-    """Counts that say what ran: computed vs cached, quarantined and failed items, and why."""
-    failed = [o for o in outcomes if o["error"]]
-    quarantined = [o for o in outcomes if o["record"] and o["record"]["payload"] is None]
-    reasons = Counter(o["error"] for o in failed)
-    reasons.update(q["reason"] for o in quarantined for q in o["record"]["quarantine"])
+    """Counts that say what ran: computed vs cached, failed items (nothing extracted) and why."""
+    errors = [o for o in outcomes if o["error"]]
+    empty = [o for o in outcomes if o["record"] and o["record"].get("n_columns") == 0]
+    reasons = Counter(f"[extract] failed after retries: {o['error']}" for o in errors)
+    reasons.update(f"[{q.get('modality') or '-'}/{q.get('stage') or '-'}] {q['reason']}"
+                   for o in outcomes if o["record"] for q in o["record"]["quarantine"])
     return {
         "n_items": len(outcomes),
         "n_computed": sum(o["state"] == "Completed" for o in outcomes),
         "n_cached": sum(o["state"] == "Cached" for o in outcomes),
-        "n_quarantined": len(quarantined),
-        "n_failed": len(failed),
-        "error_rate": (len(failed) + len(quarantined)) / max(1, len(outcomes)),
-        "failed_items": [o["item_id"] for o in failed + quarantined],
+        "n_failed": len(errors) + len(empty),
+        "n_failed_after_retries": len(errors),
+        "n_quarantine_records": sum(len(o["record"]["quarantine"]) for o in outcomes if o["record"]),
+        "error_rate": (len(errors) + len(empty)) / max(1, len(outcomes)),
+        "failed_items": [o["item_id"] for o in errors + empty],
         "reasons": dict(reasons.most_common()),
     }
-
-
-def write_quarantine(store: str, dataset: str, feature_set: str, records: list[dict]) -> Path | None:
-    """Merge item-level failures into the feature set's quarantine table (atomic rewrite)."""
-    import pandas as pd
-    import pyarrow as pa
-
-    from pipeline.store import write_atomic
-
-    if not records:
-        return None
-    path = storage_path(store) / dataset / "_quarantine" / f"{feature_set}.parquet"
-    new = pd.DataFrame(records, columns=["item_id", "segment_id", "modality", "stage", "reason"])
-    if path.is_file():
-        old = pd.read_parquet(path)
-        new = pd.concat([old, new], ignore_index=True).drop_duplicates()
-    return write_atomic(pa.Table.from_pandas(new, preserve_index=False), path)
 
 
 @flow(name="extract-corpus", log_prints=True)
@@ -110,36 +95,38 @@ def extract_corpus(corpus: str, store: str, dataset: str, feature_set: str = "ex
                    extract: dict | None = None, orchestration: dict | None = None,
                    item_fn: str = DEFAULT_ITEM_FN) -> dict[str, Any]:
     """Extract every video of ``corpus`` (cached per video) and write ``store/dataset/feature_set``."""
-    from pipeline.extract import ExtractConfig, write_extracted
+    from pipeline.corpus import load_corpus
+    from pipeline.extract import ExtractConfig, prepare_config, write_extracted, write_quarantine
 
     logger = get_run_logger()
     orch = OrchestrationConfig(**(orchestration or {}))
     store = str(storage_path(store).resolve())
-    runner = make_task_runner(orch)
-    outcomes = extract_items.with_options(task_runner=runner)(
-        corpus, store, dataset, extract, orch.model_dump(), item_fn
+    corpus = str(Path(corpus).resolve())
+    # Extractors that learn from the whole corpus (word2vec) are fitted once here; their concrete config
+    # (model file + hash) then enters every item's cache key.
+    cfg = prepare_config(ExtractConfig(**(extract or {})), load_corpus(corpus), Path(store) / dataset / "_models")
+    outcomes = extract_items.with_options(task_runner=make_task_runner(orch))(
+        corpus, store, dataset, cfg.model_dump(mode="json"), orch.model_dump(), item_fn
     )
     summary = summarise(outcomes)
     summary.update({"dataset": dataset, "feature_set": feature_set, "task_runner": orch.task_runner})
     logger.info("extraction: %(n_items)d items, %(n_computed)d computed, %(n_cached)d cached, "
-                "%(n_quarantined)d quarantined, %(n_failed)d failed", summary)
+                "%(n_failed)d failed, %(n_quarantine_records)d quarantine records", summary)
+
     pdir = cache_dir(store, dataset) / "payloads"
     results = [payload.load(pdir / o["record"]["payload"]) for o in outcomes if o["record"] and o["record"]["payload"]]
     records = [q for o in outcomes if o["record"] for q in o["record"]["quarantine"]]
-    records += [quarantine_record(o["item_id"], "extract", f"failed after retries: {o['error']}") for o in failed_of(outcomes)]
-    if summary["error_rate"] > orch.max_error_rate:
+    records += [quarantine_record(o["item_id"], "extract", f"failed after retries: {o['error']}")
+                for o in outcomes if o["error"]]
+    if summary["error_rate"] > orch.max_error_rate or not results:
         write_quarantine(store, dataset, feature_set, records)
-        msg = (f"{summary['n_failed'] + summary['n_quarantined']}/{summary['n_items']} items failed "
-               f"(error rate {summary['error_rate']:.0%} > {orch.max_error_rate:.0%}); reasons: {summary['reasons']}")
+        msg = (f"{summary['n_failed']}/{summary['n_items']} items failed (error rate {summary['error_rate']:.0%} "
+               f"> max {orch.max_error_rate:.0%}); nothing written to {dataset}/{feature_set}; "
+               f"reasons: {summary['reasons']}")
+        logger.error(msg)
         return Failed(message=msg, data=summary)
-    if not results:
-        return Failed(message="no item could be extracted", data=summary)
-    cfg = ExtractConfig(**(extract or {}))
-    path = write_extracted(results, store=store, dataset=dataset, feature_set=feature_set, cfg=cfg)
-    write_quarantine(store, dataset, feature_set, records)
+    path = write_extracted(results, store=store, dataset=dataset, feature_set=feature_set, cfg=cfg,
+                           extra={"corpus": str(corpus)})
+    write_quarantine(store, dataset, feature_set, records)  # + item-level failures the driver never saw
     summary["path"] = str(path)
     return summary
-
-
-def failed_of(outcomes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [o for o in outcomes if o["error"]]

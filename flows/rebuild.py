@@ -219,11 +219,14 @@ def rebuild(corpus: str | None = None, store: str = "store", out: str = "runs", 
             fusion: list[str] | None = None, ucln: dict | None = None, fusion_train: dict | None = None,
             fusion_model: dict | None = None, extract: dict | None = None,
             orchestration: dict | None = None, seed: int = 0, split: str = "valid",
-            report: bool = True) -> dict:
+            raw_features: str | None = None, report: bool = True) -> dict:
     """The whole pipeline; returns metrics per fusion model and what each stage recomputed."""
+    if corpus is not None and raw_features is None:
+        raw_features = "extracted"
     overrides = {k: v for k, v in {"fusion": fusion, "ucln": ucln, "fusion_train": fusion_train,
                                    "fusion_model": fusion_model, "extract": extract,
-                                   "orchestration": orchestration}.items() if v is not None}
+                                   "orchestration": orchestration, "raw_features": raw_features}.items()
+                 if v is not None}
     cfg = RebuildConfig(corpus=corpus, store=store, out=out, dataset=dataset, seed=seed, split=split,
                         **overrides)
     log = get_run_logger()

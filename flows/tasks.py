@@ -180,10 +180,14 @@ def extract_video(item: Any, cfg: StageConfig, key: str, payload_dir: str,
         result = resolve(fn)(item, cfg)
     except (ItemError, InputError) as e:
         stage = getattr(e, "stage", "extract")
-        return {"item_id": item.item_id, "key": key, "payload": None,
+        return {"item_id": item.item_id, "key": key, "payload": None, "n_columns": 0,
                 "quarantine": [quarantine_record(item.item_id, stage, str(e), getattr(e, "modality", None))]}
     path = payload.save(result, Path(payload_dir) / f"{key}.npz")
-    return {"item_id": item.item_id, "key": key, "payload": path.name, "quarantine": []}
+    # Per-modality failures travel inside the result (ItemResult.quarantine); copied here for the summary.
+    vectors = getattr(result, "vectors", None)
+    return {"item_id": item.item_id, "key": key, "payload": path.name,
+            "n_columns": None if vectors is None else len(vectors),
+            "quarantine": list(getattr(result, "quarantine", []))}
 
 
 def extract_video_task(orch: OrchestrationConfig, store: str | os.PathLike, dataset: str):

@@ -146,7 +146,7 @@ def shared_rebuild(config: pytest.Config) -> Rebuilt:
         for _ in range(2):
             res = run(cmd, server.env(), cwd=root, timeout=500)
             assert res.returncode == 0, res.stdout[-4000:]
-            outs.append(json.loads(res.stdout[res.stdout.index("\n{") + 1:]))
+            outs.append(json_tail(res.stdout))
         _REBUILT = Rebuilt(root, outs[0], outs[1])
     return _REBUILT
 
@@ -162,3 +162,26 @@ def run(cmd: list[str], env: dict[str, str], cwd: Path = ROOT, timeout: float = 
         out, _ = proc.communicate()
         raise AssertionError(f"{cmd} timed out after {timeout} s:\n{out[-4000:]}") from None
     return subprocess.CompletedProcess(cmd, proc.returncode, out, "")
+
+
+def flaky_extract(item, cfg):
+    """Per-video function for the failure-policy tests: counts attempts in $AFFECTFLOW_TEST_DIR, fails
+    items named ``broken*`` permanently (ItemError) and every other item's first attempt transiently
+    (OSError), then runs the real ``pipeline.extract.extract_item``."""
+    from pipeline.errors import ItemError
+    from pipeline.extract import extract_item
+
+    counter = Path(os.environ["AFFECTFLOW_TEST_DIR"]) / f"{item.item_id.replace('/', '_')}.attempts"
+    n = int(counter.read_text()) if counter.exists() else 0
+    counter.write_text(str(n + 1))
+    if item.item_id.startswith("broken"):
+        raise ItemError("simulated permanent failure", item=item.item_id, stage="decode")
+    if n == 0:
+        raise OSError("simulated transient I/O error")
+    return extract_item(item, cfg)
+
+
+def json_tail(stdout: str) -> dict:
+    """The JSON document a ``--json`` command printed last (log lines may come before it)."""
+    start = 0 if stdout.startswith("{") else stdout.index("\n{") + 1
+    return json.loads(stdout[start:])

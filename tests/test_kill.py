@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from prefect_server import BIN, QUICK_ARGS, get_server, run, shared_rebuild, stop
+from prefect_server import BIN, QUICK_ARGS, get_server, json_tail, run, shared_rebuild, stop
 
 from pipeline.store import META_KEY
 
@@ -56,7 +56,7 @@ def test_kill_9_then_rerun_gives_the_same_store(request: pytest.FixtureRequest, 
 
     res = run(cmd, env, cwd=tmp_path, timeout=500)
     assert res.returncode == 0, res.stdout[-4000:]
-    summary = json.loads(res.stdout[res.stdout.index("\n{") + 1:])
+    summary = json_tail(res.stdout)
     redone = {s["stage"]: s["recomputed"] for s in summary["stages"]}
     assert redone["ingest"] is False and redone["ucln-text"] is False, redone  # finished before the kill
     assert redone["ucln-audio"] is True, redone

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -26,7 +27,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="valid", help="split the metrics are reported on (default: valid)")
     p.add_argument("--ucln-epochs", type=int, default=None, help="upper bound on UCLN epochs")
     p.add_argument("--fusion-epochs", type=int, default=None, help="upper bound on fusion-model epochs")
-    p.add_argument("--task-runner", choices=["threads", "dask"], default="threads")
+    p.add_argument("--task-runner", choices=["threads", "dask"], default="threads",
+                   help="how per-video tasks run: local threads, or a 2-worker Dask LocalCluster")
+    p.add_argument("--workers", type=int, default=2, help="threads / Dask workers (default: 2)")
+    p.add_argument("--retries", type=int, default=2, help="retries of a per-video task on transient errors")
+    p.add_argument("--max-error-rate", type=float, default=0.5,
+                   help="fail extraction when more than this share of videos fail (default: 0.5)")
+    p.add_argument("--extract-config", default=None, help="extraction config file (JSON/YAML/TOML)")
+    p.add_argument("--feature-set", default=None, help="feature set for extracted features (default: extracted)")
+    p.add_argument("--extract-only", action="store_true", help="only extract CORPUS into the store (flow extract-corpus)")
+    p.add_argument("--item-fn", default=None, help=argparse.SUPPRESS)  # per-video function, for tests/benches
     p.add_argument("--no-report", action="store_true", help="skip plots and artifacts")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_run)
@@ -36,8 +46,22 @@ def _run(args: argparse.Namespace) -> int:
     from flows import configure_prefect
 
     home = configure_prefect(Path(args.out) / ".prefect")
+    from prefect.exceptions import FailedRun
+
     from flows.rebuild import RebuildConfig, rebuild
 
+    orchestration = {"task_runner": args.task_runner, "max_workers": args.workers, "dask_workers": args.workers,
+                     "retries": args.retries, "max_error_rate": args.max_error_rate}
+    extract = None
+    if args.extract_config:
+        from pipeline.extract import load_config
+
+        extract = load_config(args.extract_config).model_dump(mode="json")
+    if args.extract_only:
+        if not args.corpus:
+            print("affectflow run: --extract-only needs a CORPUS", file=sys.stderr)
+            return 2
+        return _extract_only(args, extract, orchestration, FailedRun)
     defaults = RebuildConfig()
     ucln = dict(defaults.ucln)
     fusion_train = dict(defaults.fusion_train)
@@ -48,9 +72,14 @@ def _run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     print(f"affectflow run: {args.corpus or 'embedded MOSI (data/mosi)'} -> store {args.store}, "
           f"outputs {args.out} (Prefect home {home})", flush=True)
-    summary = rebuild(corpus=args.corpus, store=args.store, out=args.out, dataset=args.dataset,
-                      fusion=args.fusion, ucln=ucln, fusion_train=fusion_train, seed=args.seed, split=args.split,
-                      orchestration={"task_runner": args.task_runner}, report=not args.no_report)
+    try:
+        summary = rebuild(corpus=args.corpus, store=args.store, out=args.out, dataset=args.dataset,
+                          fusion=args.fusion, ucln=ucln, fusion_train=fusion_train, seed=args.seed,
+                          split=args.split, extract=extract, orchestration=orchestration,
+                          raw_features=args.feature_set, report=not args.no_report)
+    except FailedRun as e:
+        print(f"affectflow run: failed: {e}", file=sys.stderr)
+        return 1
     wall = time.perf_counter() - t0
     if args.json:
         print(json.dumps({**summary, "wall_s": wall}, indent=2, default=str))
@@ -60,6 +89,29 @@ def _run(args: argparse.Namespace) -> int:
           f"; wall {wall:.1f} s")
     if "report" in summary:
         print(f"report: {summary['report']}")
+    return 0
+
+
+def _extract_only(args: argparse.Namespace, extract: dict | None, orchestration: dict, failed_run: type) -> int:
+    from flows.extract_corpus import DEFAULT_ITEM_FN, extract_corpus
+
+    t0 = time.perf_counter()
+    try:
+        summary = extract_corpus(corpus=args.corpus, store=args.store, dataset=args.dataset,
+                                 feature_set=args.feature_set or "extracted", extract=extract,
+                                 orchestration=orchestration, item_fn=args.item_fn or DEFAULT_ITEM_FN)
+    except failed_run as e:
+        print(f"affectflow run: extraction failed: {e}", file=sys.stderr)
+        return 1
+    summary["wall_s"] = time.perf_counter() - t0
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        print(f"{summary['n_items']} videos: {summary['n_computed']} extracted, {summary['n_cached']} from cache, "
+              f"{summary['n_failed']} failed; {summary['n_quarantine_records']} quarantine records; "
+              f"wall {summary['wall_s']:.1f} s -> {summary['path']}")
+        for reason, n in list(summary["reasons"].items())[:10]:
+            print(f"  x{n} {reason}")
     return 0
 
 
