@@ -219,16 +219,9 @@ def clean_chain(work: Path, seed: int = 0) -> dict:
     return out
 
 
-def render(res: dict) -> str:
-    lines = [f"# Extraction speed ({res['cpus']} CPUs, load average {res['load_average'][0]:.1f} at start, "
-             f"{res['date']})", "",
-             "| stage | fps | items (features / quarantine) | media s | process wall s | realtime x (wall) | "
-             "realtime x (CPU) | peak RSS MB | ready s | cold start s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in res["stages"]:
-        lines.append(f"| {r['stage']} | {r['fps']:g} | {r['items']} ({r['items_with_features']} / {r['items_with_quarantine']}) | "
-                     f"{r['media_seconds']:.1f} | {r['wall_process_s']:.1f} | {r['realtime_factor_wall']:.1f} | "
-                     f"{r['realtime_factor_cpu']:.1f} | {r['peak_rss_mb']:.0f} | {r['ready_s']:.2f} | {r['cold_start_s']:.2f} |")
+def render_text(res: dict) -> list[str]:
+    """The MOSI text-only and clean-chain tables (when present)."""
+    lines: list[str] = []
     if "mosi" in res:
         m = res["mosi"]
         lines += ["", "## Text-only MOSI, honest-mosi valid (240 utterances, 62.1% positive)", "",
@@ -243,6 +236,20 @@ def render(res: dict) -> str:
         for k, v in res["chain"].items():
             if isinstance(v, dict):
                 lines.append(f"| {k} | {v['valid_accuracy']:.4f} | {v['valid_f1w']:.4f} |")
+    return lines
+
+
+def render(res: dict) -> str:
+    lines = [f"# Extraction speed ({res['cpus']} CPUs, load average {res['load_average'][0]:.1f} at start, "
+             f"{res['date']})", "",
+             "| stage | fps | items (features / quarantine) | media s | process wall s | realtime x (wall) | "
+             "realtime x (CPU) | peak RSS MB | ready s | cold start s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in res["stages"]:
+        lines.append(f"| {r['stage']} | {r['fps']:g} | {r['items']} ({r['items_with_features']} / {r['items_with_quarantine']}) | "
+                     f"{r['media_seconds']:.1f} | {r['wall_process_s']:.1f} | {r['realtime_factor_wall']:.1f} | "
+                     f"{r['realtime_factor_cpu']:.1f} | {r['peak_rss_mb']:.0f} | {r['ready_s']:.2f} | {r['cold_start_s']:.2f} |")
+    lines += render_text(res)
     return "\n".join(lines) + "\n"
 
 
@@ -266,6 +273,7 @@ def main() -> int:
             chain = {"date": time.strftime("%Y-%m-%d %H:%M"), "mosi": mosi_text(Path(work))}
             chain["chain"] = clean_chain(Path(work))
         (RESULTS / "extract_chain.json").write_text(json.dumps(chain, indent=1, default=str))
+        (RESULTS / "extract_chain.md").write_text("\n".join(render_text(chain)) + "\n")
         print(json.dumps(chain["chain"], indent=1))
         return 0
     import psutil
