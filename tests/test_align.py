@@ -138,3 +138,25 @@ def test_blocked_overlap_matches_unblocked(monkeypatch):
     blocked = align_to_segments(tf, ref, "std")
     np.testing.assert_array_equal(full.present, blocked.present)
     np.testing.assert_allclose(full.values[full.present], blocked.values[blocked.present], rtol=1e-6)
+
+
+def test_word_level_alignment_of_real_audio_frames_matches_mmsdk(clips_dir):
+    """Word-level: 10 ms frames of the real GRID waveform (log energy, zero-crossings) onto its .align words."""
+    from pipeline.media import open_media
+
+    words = read_align(clips_dir / "grid_lipnet" / "swwp2s.align")
+    wave, sr = open_media(clips_dir / "grid_lipnet" / "id2_vcd_swwp2s.mpg").audio()
+    hop = sr // 100
+    n = len(wave) // hop
+    frames = wave[: n * hop].reshape(n, hop).astype(np.float64)
+    feats = np.stack([np.log(np.mean(frames**2, 1) + 1e-10), np.mean(np.abs(np.diff(np.sign(frames), axis=1)), 1)], 1)
+    t = np.arange(n) / 100.0
+    tf = TimedFeatures(np.stack([t, t + 0.01], 1), feats)
+    ref = words[["start", "end"]].to_numpy()
+    theirs = _mmsdk_align({"v": ref}, {"v": tf}, _sdk_mean)
+    ours = align_to_segments(tf, ref, "mean")
+    assert ours.present.all() and len(theirs) == len(ref)
+    for i in range(len(ref)):
+        np.testing.assert_allclose(ours.values[i], theirs[f"v[{i}]"].reshape(-1), rtol=1e-5, atol=1e-5)
+    # speech is louder than the surrounding silence: the words' energy beats the clip's first 0.4 s
+    assert ours.values[:, 0].mean() > feats[:40, 0].mean() + 1.0
