@@ -67,6 +67,8 @@ class ExtractConfig(StageConfig):
                               "that sample frames themselves (facet: track.fps) use their own rate")
     max_side: int | None = Field(None, description="frames downscaled to this longest side (None = as decoded)")
     collapse: Literal["mean", "weighted_mean", "max", "min", "std"] = "mean"
+    word_level: bool = Field(False, description="also align audio/visual onto the words of the first text column "
+                             "(SDK semantics) -> '<column>_words' sequences in <feature_set>.seq, one row per word")
 
     @model_validator(mode="after")
     def _check(self) -> ExtractConfig:
@@ -181,6 +183,7 @@ def extract_item(item: MediaItem, cfg: ExtractConfig | None = None) -> ItemResul
     res = ItemResult(item.item_id, seg, media_seconds=duration or 0.0, source_hash=hash_json(src))
     res.seconds["open"] = time.perf_counter() - t0
     timed_item = MediaItem(item.item_id, item.path, seg, item.words)
+    words: list[np.ndarray | None] | None = None  # per segment: word intervals of the first text column
     for modality, spec in specs:
         col, t1 = spec.column, time.perf_counter()
         ext = build_extractor(spec)
@@ -208,12 +211,36 @@ def extract_item(item: MediaItem, cfg: ExtractConfig | None = None) -> ItemResul
             r = notes.get(ids[i]) or (f"no {modality} features overlap the segment "
                                       f"[{iv[i, 0]:.2f}, {iv[i, 1]:.2f}] s ({len(timed.intervals)} timed rows in the item)")
             res.quarantine.append(_q(item.item_id, ids[i], modality, spec.name, r))
-        if spec.keep_sequence:
-            res.sequences[col] = [None if p is None else p.values for p in clip_to_segments(timed, iv)]
+        if spec.keep_sequence or (cfg.word_level and modality == "text" and words is None):
+            pieces = clip_to_segments(timed, iv)
+            if spec.keep_sequence:
+                res.sequences[col] = [None if p is None else p.values for p in pieces]
+            if modality == "text" and words is None:
+                words = [None if p is None else p.intervals for p in pieces]
+        if cfg.word_level and modality != "text" and words is not None:
+            res.sequences[f"{col}_words"] = _word_level(timed, words, ids, item.item_id, modality, spec.name, res)
         if hasattr(ext, "stats"):
             res.notes[col] = dict(ext.stats)
         res.seconds[col] = time.perf_counter() - t1
     return res
+
+
+def _word_level(timed, words: list, ids: list[str], item_id: str, modality: str, stage: str, res: ItemResult) -> list:
+    """One vector per word of each segment (SDK alignment onto the word intervals). A segment where some
+    word has no overlapping feature is missing as a whole (a sequence cannot hold holes), with the count."""
+    out: list[np.ndarray | None] = []
+    for sid, w in zip(ids, words, strict=True):
+        if w is None:
+            out.append(None)
+            continue
+        al = align_to_segments(timed, w)
+        if not al.present.all():
+            res.quarantine.append(_q(item_id, sid, modality, f"{stage}/words",
+                                     f"{int((~al.present).sum())} of {len(w)} words have no {modality} features"))
+            out.append(None)
+        else:
+            out.append(al.values)
+    return out
 
 
 def _has_text(t: Any) -> bool:

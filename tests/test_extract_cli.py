@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_extract_embedded_corpus(tmp_path, capsys):
     cfg = tmp_path / "cfg.json"
-    cfg.write_text(json.dumps({"fps": 5.0}))
+    cfg.write_text(json.dumps({"fps": 5.0, "word_level": True}))
     rc = main(["extract", str(ROOT / "data" / "corpus"), "--dataset", "grid", "--store", str(tmp_path),
                "--config", str(cfg), "--no-progress", "--json"])
     assert rc == 0
@@ -28,6 +28,10 @@ def test_extract_embedded_corpus(tmp_path, capsys):
     # the clip with a word-timing file used it: its words sit at the .align times, not the fallback
     seq = read_feature_set(tmp_path, "grid", "extracted.seq")
     assert seq.features["text"][2].shape == (6, 50)
+    for col in ("audio_words", "video_words"):  # word-level: one audio/visual vector per word, in order
+        if col in seq.features:
+            assert seq.features[col][2].shape[0] == 6, col
+            assert sum(s is not None for s in seq.features[col]) >= 10, col
     for m in ("audio", "video"):  # every shipped clip has speech and a face
         if m in fs.features:
             assert not fs.missing[m].any(), m
