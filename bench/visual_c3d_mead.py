@@ -6,7 +6,7 @@ Two protocols, both reported:
 * ``within``: train on all but the last segment of every clip, valid = the last segment (same people and
   clips: measures capacity to learn, not generalisation).
 
-    .venv/bin/python bench/visual_c3d_mead.py [--clips ../shared/data/clips] [--epochs 40]
+    .venv/bin/python bench/visual_c3d_mead.py [--clips ../shared/data/clips] [--epochs 60]
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def mead_corpus(clips: Path, seg: float, protocol: str, valid_actor: str = "W011
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clips", type=Path, default=ROOT.parent / "shared" / "data" / "clips")
-    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--seg", type=float, default=1.3)
     ap.add_argument("--fps", type=float, default=12.0)
     ap.add_argument("--seeds", type=int, default=3)
