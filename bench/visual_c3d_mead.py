@@ -59,6 +59,7 @@ def main() -> None:
     ap.add_argument("--seg", type=float, default=1.3)
     ap.add_argument("--fps", type=float, default=12.0)
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "visual_c3d_mead.json")
     ap.add_argument("--protocols", nargs="+", default=["within", "actor"], choices=["within", "actor"])
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -93,6 +94,9 @@ def main() -> None:
             results[protocol] = {"segments": counts, "classes": len(names), "chance": 1 / len(names),
                                  "crops_s": round(t_crops, 1), "runs": accs,
                                  "mean_valid_acc": float(np.mean([a["final_valid_acc"] for a in accs]))}
+    results["args"] = {k: str(v) for k, v in vars(args).items()}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))
 
 

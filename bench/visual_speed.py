@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--max-side", type=int, default=320)
     ap.add_argument("--detect-every", type=int, default=3)
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "visual_speed.json")
     ap.add_argument("--repeat", type=int, default=1, help="best of N passes (the machine is shared)")
     args = ap.parse_args()
     import torch
@@ -96,7 +97,11 @@ def main() -> None:
     }
     if args.verbose:
         print(df.round(3).to_string(index=False))
-    print(json.dumps(summary, indent=1))
+    summary["load_average_at_end"] = list(__import__("os").getloadavg())
+    summary["per_clip"] = df.round(4).to_dict("records")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(summary, indent=1))
+    print(json.dumps({k: v for k, v in summary.items() if k != "per_clip"}, indent=1))
 
 
 if __name__ == "__main__":
