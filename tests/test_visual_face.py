@@ -132,3 +132,18 @@ def test_shared_media_object_and_plain_media_source_give_the_same_track(clips_di
         assert len(other.frames) == len(own.frames)
     # same frames, same detector: the same landmarks up to RGB->gray conversion rounding
     assert np.abs(plain.frames[0].landmarks - own.frames[0].landmarks).mean() < 2.0
+
+
+def test_tracking_is_shared_between_extractors_of_one_item_and_not_across_threads(clips_dir: Path) -> None:
+    import threading
+
+    from pipeline.extractors.face import track_faces_cached
+
+    it = item(clips_dir / "lrs2_deep_avsr" / "00006.mp4")
+    first = track_faces_cached(it, None, CFG)
+    assert track_faces_cached(it, None, CFG) is first  # second extractor on the same item: no re-tracking
+    other: list = []
+    t = threading.Thread(target=lambda: other.append(track_faces_cached(it, None, CFG)))
+    t.start()
+    t.join()
+    assert other[0] is not first and len(other[0].frames) == len(first.frames)

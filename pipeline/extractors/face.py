@@ -22,6 +22,7 @@ on every frame of ``no_face.mp4``). Frames without an accepted face are gaps: ab
 from __future__ import annotations
 
 import importlib.util
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -337,13 +338,15 @@ def track_stats(track: FaceTrack) -> dict:
             **{f"{s}_frames": sources.count(s) for s in ("detect", "track", "whole-frame")}}
 
 
-_LAST: dict[tuple, FaceTrack] = {}
+_LAST = threading.local()  # per thread: task runners may extract several items at once
 
 
 def track_faces_cached(item: MediaItem, media: MediaSource | None, cfg: FaceTrackConfig) -> FaceTrack:
-    """``track_faces`` remembering the last item, so two visual extractors on one item track it once."""
+    """``track_faces`` remembering the last item (per thread), so two visual extractors on one item
+    track it once."""
     key = (item.item_id, str(item.path), id(media), cfg.config_hash())
-    if key not in _LAST:
-        _LAST.clear()
-        _LAST[key] = track_faces(item, media, cfg)
-    return _LAST[key]
+    if getattr(_LAST, "key", None) != key:
+        _LAST.key, _LAST.track = None, None
+        track = track_faces(item, media, cfg)
+        _LAST.key, _LAST.track = key, track
+    return _LAST.track
