@@ -282,7 +282,8 @@ def track_faces(item: MediaItem, media: MediaSource | None, cfg: FaceTrackConfig
         times.append(t)
         size = frame_size
         pts, q, source = None, float("inf"), ""
-        if prev_pts is not None and k % cfg.detect_every != 0:
+        tried_track = prev_pts is not None and k % cfg.detect_every != 0
+        if tried_track:
             pts, q = fit_with_quality(img, box_from_landmarks(prev_pts))
             source = "track"
             if q > cfg.track_max_shift:
@@ -292,7 +293,7 @@ def track_faces(item: MediaItem, media: MediaSource | None, cfg: FaceTrackConfig
             if box is not None:
                 pts, q = fit_with_quality(img, box)
                 source, missed = "detect", 0
-            elif prev_pts is not None and missed < cfg.max_missed_detections:
+            elif prev_pts is not None and not tried_track and missed < cfg.max_missed_detections:
                 missed += 1  # the detector can miss a turned face the tracker still holds
                 pts, q = fit_with_quality(img, box_from_landmarks(prev_pts))
                 source = "track"
@@ -306,6 +307,7 @@ def track_faces(item: MediaItem, media: MediaSource | None, cfg: FaceTrackConfig
                     pts = None
         if pts is None:
             prev = prev_pts = None
+            missed = 0
             continue
         prev, prev_pts = box_from_landmarks(pts), pts
         crop = face_crop(img, pts, cfg.crop_size) if cfg.crop_size else None
