@@ -452,9 +452,10 @@ def load_config(path: str | Path | None) -> ExtractConfig:
 
 def extract_corpus(
     corpus_path: str | Path, *, store: str | Path, dataset: str, cfg: ExtractConfig | None = None,
-    feature_set: str = "extracted", progress: bool = True, default_split: str = "train",
+    feature_set: str = "extracted", progress: bool = True, default_split: str = "train", workers: int = 1,
 ) -> ExtractSummary:
-    """Extract every item of a corpus into ``store/dataset/feature_set`` (one process, item by item)."""
+    """Extract every item of a corpus into ``store/dataset/feature_set``, item by item (``workers`` > 1:
+    that many spawned processes, each holding one item at a time; results are gathered in corpus order)."""
     from tqdm import tqdm
 
     from pipeline.corpus import load_corpus
@@ -466,9 +467,17 @@ def extract_corpus(
     bars = {c: tqdm(total=len(corpus.items), desc=f"{c:<12}", unit="item", disable=not progress, position=i,
                     leave=True) for i, c in enumerate(["items", *cols])}
     results: list[ItemResult] = []
+    pool = None
     try:
-        for item in corpus.items:
-            r = extract_item(item, cfg)
+        if workers > 1:  # one process per core: extractors are single-threaded; results keep corpus order
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+            stream = pool.map(extract_item, corpus.items, [cfg] * len(corpus.items))
+        else:
+            stream = (extract_item(item, cfg) for item in corpus.items)
+        for r in stream:
             results.append(r)
             for c in cols:
                 bars[c].update(1)
@@ -478,6 +487,8 @@ def extract_corpus(
     finally:
         for b in bars.values():
             b.close()
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     path = write_extracted(results, store=store, dataset=dataset, feature_set=feature_set, cfg=cfg,
                            extra={"corpus": corpus.source})
     wall = time.perf_counter() - t0

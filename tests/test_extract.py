@@ -127,3 +127,16 @@ def test_word2vec_trained_through_the_driver_is_recorded(tmp_path):
     fs = read_feature_set(tmp_path / "s", "toy", "extracted")
     assert fs.features["text"].shape == (3, 8) and not fs.missing["text"].any()
     assert fs.segments["label_bin"].tolist() == [1, 0, 1]
+
+
+def test_two_worker_processes_give_the_same_feature_set(mosi_dir, glove_txt, tmp_path):
+    seg = pd.read_csv(mosi_dir / "segments.csv")
+    seg[seg.video_id.isin(seg.video_id.unique()[:6])].to_csv(tmp_path / "manifest.csv", index=False)
+    one = extract_corpus(tmp_path, store=tmp_path / "a", dataset="mosi", cfg=_text_only(glove_txt), progress=False)
+    two = extract_corpus(tmp_path, store=tmp_path / "b", dataset="mosi", cfg=_text_only(glove_txt), progress=False,
+                         workers=2)
+    assert one.n_items == two.n_items == 6 and one.n_segments == two.n_segments > 60
+    a, b = (read_feature_set(p, "mosi", "extracted") for p in (tmp_path / "a", tmp_path / "b"))
+    assert a.segments["segment_id"].tolist() == b.segments["segment_id"].tolist()
+    np.testing.assert_array_equal(a.features["text"], b.features["text"])
+    assert a.meta.source_hash == b.meta.source_hash

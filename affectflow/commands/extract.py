@@ -17,6 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="split of rows whose manifest has none")
     p.add_argument("--text-cnn", action="store_true",
                    help="then train the text-CNN on the TRAIN labels and write <feature-set>.textcnn")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (one per core; default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_run)
@@ -28,7 +29,7 @@ def _run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     summary = extract_corpus(args.corpus, store=args.store, dataset=args.dataset, cfg=cfg,
                              feature_set=args.feature_set, progress=not args.no_progress,
-                             default_split=args.default_split)
+                             default_split=args.default_split, workers=args.workers)
     out = summary.model_dump()
     if args.text_cnn:
         from pipeline.text_cnn import TextCNNConfig, train_text_cnn
