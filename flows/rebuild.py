@@ -240,9 +240,10 @@ def rebuild(corpus: str | None = None, store: str = "store", out: str = "runs", 
         stages.append(info)
         ucln_code = code_version(UCLN_CODE, TRAIN_LIBRARIES)
         raw_digest = feature_set_digest(store_p, cfg.dataset, raw)
+        modalities = _modalities(cfg, store_p, raw)
         ucln_runs: dict[str, str] = {}
         ucln_keys: dict[str, str] = {}
-        for m in cfg.modalities:
+        for m in modalities:
             key = hash_json({"in": raw_digest, "m": m, "train": cfg.ucln, "model": cfg.ucln_model,
                              "seed": cfg.seed, "code": ucln_code})
             run_dir, ran, secs = run_cached(train_ucln, cache_root=store_p, key=key, exists=lambda p: Path(p).is_dir(),
@@ -284,6 +285,17 @@ def rebuild(corpus: str | None = None, store: str = "store", out: str = "runs", 
         summary["timings"] = timings
     _write_json(out_p / "report" / "summary.json", summary)
     return summary
+
+
+def _modalities(cfg: RebuildConfig, store: Path, feature_set: str) -> list[str]:
+    """The configured modalities the raw feature set actually has (a text-only corpus -> text)."""
+    from pipeline.store import feature_set_path, read_meta
+
+    have = read_meta(feature_set_path(store, cfg.dataset, feature_set)).modalities
+    mods = [m for m in cfg.modalities if m in have]
+    if not mods:
+        raise StoreError(f"{cfg.dataset}/{feature_set} has none of the modalities {cfg.modalities} (has {list(have)})")
+    return mods
 
 
 def _scalars(res: dict) -> dict:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from prefect_server import Rebuilt, get_server, run, shared_rebuild
+from prefect_server import BIN, Rebuilt, get_server, json_tail, run, shared_rebuild
 
 from pipeline import payload
 from pipeline.errors import InputError
@@ -80,3 +80,24 @@ def test_artifacts_published(rebuilt: Rebuilt, request: pytest.FixtureRequest) -
     keys = res.stdout
     for key in ("rebuild-report-mosi", "metrics-mosi", "per-class-mosi", "quarantine-mosi", "plot-mosi-argf-t-sne"):
         assert key in keys, keys
+
+
+@pytest.mark.slow
+def test_rebuild_from_a_raw_corpus(request: pytest.FixtureRequest, mosi_dir: Path, glove_txt: Path,
+                                   tmp_path: Path) -> None:
+    """`affectflow run CORPUS`: extraction (here MOSI's transcripts through GloVe) feeds the same
+    UCLN -> fusion -> evaluation chain; only the modalities the corpus has are trained."""
+    server = get_server(request.config)
+    cfg = {"text": [{"name": "glove", "config": {"vectors": str(glove_txt)}}], "audio": [], "video": []}
+    (tmp_path / "text.json").write_text(json.dumps(cfg))
+    cmd = [str(BIN / "affectflow"), "run", str(mosi_dir / "segments.csv"), "--dataset", "mositext",
+           "--fusion", "mlp", "--extract-config", "text.json", "--ucln-epochs", "2", "--fusion-epochs", "2",
+           "--no-report", "--json"]
+    res = run(cmd, server.env(), cwd=tmp_path, timeout=500)
+    assert res.returncode == 0, res.stdout[-4000:]
+    s = json_tail(res.stdout)
+    assert [x["stage"] for x in s["stages"]] == ["extract", "ucln-text", "context", "train-mlp"]
+    assert s["stages"][0]["recomputed"] == "72/72 videos"  # 62 train + 10 valid videos (test held out)
+    assert s["metrics"]["mlp"]["n"] == 240  # the honest-mosi valid split, from the corpus's split column
+    for fs in ("extracted", "ucln-context"):
+        assert (tmp_path / "store" / "mositext" / f"{fs}.parquet").is_file()
