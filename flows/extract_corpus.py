@@ -18,6 +18,7 @@ from flows.tasks import (
     OrchestrationConfig,
     cache_dir,
     code_version,
+    drop_corrupt_records,
     extract_video_task,
     item_key,
     make_task_runner,
@@ -57,6 +58,7 @@ def extract_items(corpus: str, store: str, dataset: str, extract: dict | None, o
     keys = [item_key(it, cfg, code) for it in items]
     pdir = cache_dir(store, dataset) / "payloads"
     pdir.mkdir(parents=True, exist_ok=True)
+    drop_corrupt_records(cache_dir(store, dataset) / "results")
     task = extract_video_task(orch, store, dataset)
     futures = [task.submit(it, cfg, k, str(pdir), item_fn) for it, k in zip(items, keys, strict=True)]
     outcomes = [_outcome(it.item_id, f) for it, f in zip(items, futures, strict=True)]

@@ -24,7 +24,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from pydantic import Field
 
-from flows.tasks import SAFE_JSON, OrchestrationConfig, code_version, storage_path
+from flows.tasks import SAFE_JSON, OrchestrationConfig, code_version, drop_corrupt_records, storage_path
 from pipeline.errors import StoreError
 from pipeline.provenance import StageConfig, hash_files, hash_json
 
@@ -233,7 +233,7 @@ def rebuild(corpus: str | None = None, store: str = "store", out: str = "runs", 
     store_p, out_p = storage_path(cfg.store).resolve(), storage_path(cfg.out).resolve()
     stages: list[dict] = []
     with store_lock(store_p):
-        removed = clean_partials(store_p, out_p)
+        removed = clean_partials(store_p, out_p) + drop_corrupt_records(store_p / ".cache" / "_stages")
         if removed:
             log.warning("removed %d partial files left by an interrupted run", len(removed))
         raw, info = _ingest(cfg, store_p, log)

@@ -129,6 +129,27 @@ def cache_dir(store: str | os.PathLike, dataset: str) -> Path:
     return storage_path(store) / ".cache" / dataset
 
 
+def drop_corrupt_records(directory: Path) -> list[Path]:
+    """Delete cache records a killed process left half-written (Prefect writes them in place).
+
+    A record that does not parse would otherwise fail the next run's cache lookup; without it the
+    item is simply recomputed."""
+    import json
+
+    dropped = []
+    if not directory.is_dir():
+        return dropped
+    for p in directory.iterdir():
+        if not p.is_file():
+            continue
+        try:
+            json.loads(p.read_bytes())
+        except (ValueError, UnicodeDecodeError):
+            p.unlink(missing_ok=True)
+            dropped.append(p)
+    return dropped
+
+
 # ------------------------------------------------------------------------------------------------ tasks
 
 

@@ -101,3 +101,26 @@ def test_rebuild_from_a_raw_corpus(request: pytest.FixtureRequest, mosi_dir: Pat
     assert s["metrics"]["mlp"]["n"] == 240  # the honest-mosi valid split, from the corpus's split column
     for fs in ("extracted", "ucln-context"):
         assert (tmp_path / "store" / "mositext" / f"{fs}.parquet").is_file()
+
+
+def test_crash_leftovers_are_cleaned_and_one_rebuild_per_store(tmp_path: Path) -> None:
+    from flows.rebuild import clean_partials, store_lock
+    from flows.tasks import drop_corrupt_records
+    from pipeline.errors import StoreError
+
+    store, out = tmp_path / "store", tmp_path / "runs"
+    (store / "mosi").mkdir(parents=True)
+    (store / "mosi" / "ok.parquet").write_bytes(b"x")
+    (store / "mosi" / ".ok.abc.tmp").write_bytes(b"half")  # write_atomic's temp name
+    (out / ".tmp-ucln-text-k-123").mkdir(parents=True)  # an unfinished run directory
+    (out / "ucln-text" / "k").mkdir(parents=True)
+    removed = clean_partials(store, out)
+    assert sorted(p.name for p in removed) == [".ok.abc.tmp", ".tmp-ucln-text-k-123"]
+    assert (store / "mosi" / "ok.parquet").exists() and (out / "ucln-text" / "k").is_dir()
+    records = tmp_path / "records"
+    records.mkdir()
+    (records / "good").write_text('{"result": "1"}')
+    (records / "cut").write_text('{"resu')  # a record cut short by kill -9
+    assert [p.name for p in drop_corrupt_records(records)] == ["cut"]
+    with store_lock(store), pytest.raises(StoreError, match="another rebuild"), store_lock(store):
+        pass
