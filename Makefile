@@ -14,7 +14,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	@touch $(STAMP)
 
+# The main job on the embedded defaults: (1) raw video -> features -> UCLN -> ARGF -> report on the
+# shipped GRID clips (data/corpus, CC BY 4.0); (2) the MOSI chain on the shipped bc-LSTM features
+# (data/mosi, MIT): import -> UCLN x3 -> context features -> ARGF -> metrics on the honest-mosi valid split.
 run: $(STAMP)
+	$(BIN)/affectflow run data/corpus --dataset grid
 	$(BIN)/affectflow run
 
 test: $(STAMP)

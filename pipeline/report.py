@@ -137,6 +137,8 @@ def _md_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None =
     columns = list(columns or rows[0].keys())
 
     def fmt(v: Any) -> str:
+        if v is None:
+            return "n/a"
         if isinstance(v, float):
             return f"{v:.4f}"
         return str(v).replace("|", "\\|").replace("\n", " ")
@@ -165,7 +167,8 @@ def per_class_rows(results: Mapping[str, Mapping[str, Any]], class_names: Sequen
         values = list(pca.values()) if isinstance(pca, Mapping) else list(pca)
         keys = list(pca.keys()) if isinstance(pca, Mapping) else list(class_names)[: len(values)]
         for k, v in zip(keys, values, strict=False):
-            rows.append({"run": name, "class": k, "accuracy": float(v)})
+            # None = the class has no samples in this split (accuracy undefined, not 0).
+            rows.append({"run": name, "class": k, "accuracy": None if v is None else float(v)})
     return rows
 
 
