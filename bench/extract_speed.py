@@ -30,7 +30,6 @@ from pathlib import Path
 
 T_START = time.perf_counter()
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 SHARED = Path(os.environ.get("AFFECTFLOW_SHARED_DATA", ROOT.parent / "shared" / "data"))
 RESULTS = ROOT / "bench" / "results"
 # stage -> modalities extracted (decode = decoding alone: audio once + RGB frames at the bench fps)

@@ -7,15 +7,12 @@ GFN's vertex weights). It is chosen by name, so ARGF's fusion is replaceable wit
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import ClassVar, TypeVar
+from collections.abc import Sequence
+from typing import ClassVar
 
 from torch import Tensor, nn
 
-from models.registry import _discover
-
-_FUSIONS: dict[str, type[FusionModule]] = {}
-T = TypeVar("T")
+from models.registry import Registry
 
 
 class FusionModule(nn.Module):
@@ -32,22 +29,11 @@ class FusionModule(nn.Module):
         raise NotImplementedError
 
 
-def register_fusion(name: str) -> Callable[[T], T]:
-    def wrap(cls: T) -> T:
-        cls.fusion_name = name  # type: ignore[attr-defined]
-        _FUSIONS[name] = cls  # type: ignore[assignment]
-        return cls
-
-    return wrap
-
-
-def list_fusions() -> list[str]:
-    _discover()
-    return sorted(_FUSIONS)
+FUSIONS: Registry[FusionModule] = Registry("fusion", "models", skip={"base", "registry", "fusion"},
+                                           name_attr="fusion_name")
+register_fusion = FUSIONS.register
+list_fusions = FUSIONS.names
 
 
 def get_fusion(name: str, *, k: int, modalities: Sequence[str], dropout: float = 0.0) -> FusionModule:
-    _discover()
-    if name not in _FUSIONS:
-        raise KeyError(f"unknown fusion {name!r}; registered: {sorted(_FUSIONS)}")
-    return _FUSIONS[name](k=k, modalities=modalities, dropout=dropout)
+    return FUSIONS.get(name)(k=k, modalities=modalities, dropout=dropout)

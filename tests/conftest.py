@@ -46,3 +46,28 @@ def _deterministic_torch() -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def prefect_harness(tmp_path_factory):
+    """Prefect's test harness (temporary database, ephemeral server) with this offline machine's
+    settings (../shared/DEPENDENCIES.md), one per test module; the environment is restored after."""
+    env = {
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_HOME": str(tmp_path_factory.mktemp("prefect_home")),
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    from prefect.testing.utilities import prefect_test_harness
+
+    try:
+        with prefect_test_harness(server_startup_timeout=90):
+            yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

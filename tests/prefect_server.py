@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 
+from flows import prefect_env
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-sys.path.insert(0, str(ROOT))
-from flows import prefect_env  # noqa: E402
 
 
 @dataclass

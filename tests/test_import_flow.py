@@ -2,36 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from pipeline.errors import InputError
 
 # Offline settings from ../shared/DEPENDENCIES.md; must be in place before Prefect reads them.
-_PREFECT_ENV = {
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
-    "PREFECT_UI_ENABLED": "false",
-}
 
-
-@pytest.fixture(scope="session")
-def prefect_harness(tmp_path_factory):
-    saved = {k: os.environ.get(k) for k in (*_PREFECT_ENV, "PREFECT_HOME")}
-    os.environ.update(_PREFECT_ENV)
-    os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect_home"))
-    from prefect.testing.utilities import prefect_test_harness
-
-    try:
-        with prefect_test_harness(server_startup_timeout=90):
-            yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @pytest.mark.slow

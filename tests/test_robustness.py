@@ -4,7 +4,6 @@ protocol's conditions, the area under the curve, and a real run directory traine
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +64,6 @@ def test_area_is_the_mean_height_of_the_trapezoid() -> None:
 
 @pytest.fixture(scope="module")
 def run_dir(mosi_dir: Path, tmp_path_factory) -> Path:
-    sys.path.insert(0, str(Path(__file__).parent))
     from _train_data import build_raw_store
 
     from pipeline.train import TrainConfig, train

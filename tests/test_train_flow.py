@@ -2,38 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from _train_data import build_raw_store
 
-_PREFECT_ENV = {
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
-    "PREFECT_UI_ENABLED": "false",
-}
-
-
-@pytest.fixture(scope="module")
-def harness(tmp_path_factory):
-    saved = {k: os.environ.get(k) for k in (*_PREFECT_ENV, "PREFECT_HOME")}
-    os.environ.update(_PREFECT_ENV)
-    os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect_home"))
-    from prefect.testing.utilities import prefect_test_harness
-
-    try:
-        with prefect_test_harness(server_startup_timeout=90):
-            yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
 
 @pytest.mark.slow
-def test_train_then_evaluate_flows(harness, tmp_path, mosi_dir):
+def test_train_then_evaluate_flows(prefect_harness, tmp_path, mosi_dir):
     from flows.evaluate import evaluate_model
     from flows.train import train_model
     from pipeline.errors import SplitError

@@ -4,7 +4,6 @@ directory loads back, and `affectflow robustness` scores it."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,6 @@ from affectflow.cli import main as cli
 
 @pytest.fixture(scope="module")
 def store(mosi_dir: Path, tmp_path_factory) -> Path:
-    sys.path.insert(0, str(Path(__file__).parent))
     from _train_data import build_raw_store
 
     root = tmp_path_factory.mktemp("zoo_cli")

@@ -4,7 +4,6 @@ and a short real run on MOSI (honest-mosi: train on the 62 training videos, vali
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -296,7 +295,6 @@ def test_cyin_rebuilds_missing_latents_from_present_ones(rebuild: str) -> None:
 # ------------------------------------------------------------------ learning on real MOSI
 @pytest.fixture(scope="module")
 def mosi_prep(mosi_dir: Path, tmp_path_factory):
-    sys.path.insert(0, str(Path(__file__).parent))
     from _train_data import build_raw_store
 
     from pipeline.data import prepare
