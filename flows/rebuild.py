@@ -25,6 +25,7 @@ from prefect import flow, get_run_logger, task
 from pydantic import Field
 
 from flows.tasks import SAFE_JSON, OrchestrationConfig, code_version, drop_corrupt_records, storage_path
+from pipeline.atomic import write_text_atomic
 from pipeline.errors import StoreError
 from pipeline.provenance import StageConfig, hash_files, hash_json
 
@@ -303,8 +304,5 @@ def _scalars(res: dict) -> dict:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(obj, indent=2, default=str))
 

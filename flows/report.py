@@ -18,6 +18,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
 from pipeline import report as R
+from pipeline.atomic import write_text_atomic
 
 
 def _artifact_key(*parts: str) -> str:
@@ -93,9 +94,9 @@ def publish_report(cfg: Any, results: dict[str, dict], runs: dict[str, str], sta
         notes=[f"source: {cfg.corpus or 'embedded MOSI bc-LSTM features (data/mosi)'}",
                f"metrics on split `{cfg.split}`; fusion models: {', '.join(cfg.fusion)}; seed {cfg.seed}"],
     )
-    path = R.write_text_atomic(text, dest / "report.md")
-    R.write_text_atomic(json.dumps(results, indent=2, default=str), dest / "metrics.json")
-    R.write_text_atomic(json.dumps(cfg.model_dump(mode="json"), indent=2), dest / "config.json")
+    path = write_text_atomic(dest / "report.md", text)
+    write_text_atomic(dest / "metrics.json", json.dumps(results, indent=2, default=str))
+    write_text_atomic(dest / "config.json", json.dumps(cfg.model_dump(mode="json"), indent=2))
     _artifacts(cfg.dataset, text, results, class_names, quarantine, plots)
     return path
 

@@ -16,8 +16,6 @@ shapes do not fit the model. Only safetensors are read (``torch.load`` is used n
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -27,6 +25,7 @@ from safetensors.torch import load_file, save_file
 
 from models.base import AffectModel
 from models.registry import get_model_class
+from pipeline.atomic import atomic_path, write_text_atomic
 from pipeline.errors import AffectflowError
 from pipeline.provenance import hash_file, hash_json
 
@@ -77,30 +76,17 @@ def class_path(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def save_run(run_dir: str | Path, model: AffectModel, info: RunInfo, state: dict[str, torch.Tensor] | None = None) -> Path:
     """Write the checkpoint (``state`` or the model's current weights) and run.json, each atomically."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in (state or model.state_dict()).items()}
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint.", suffix=".tmp", dir=run_dir)
-    os.close(fd)
-    try:
+    with atomic_path(run_dir / CHECKPOINT) as tmp:
         # No safetensors metadata: its header order is not stable, and identical runs must give identical bytes.
         save_file(tensors, tmp)
         sha = hash_file(tmp)
-        os.replace(tmp, run_dir / CHECKPOINT)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     info = info.model_copy(update={"checkpoint_sha256": sha})
-    _write_text_atomic(run_dir / RUN_JSON, info.model_dump_json(indent=2))
+    write_text_atomic(run_dir / RUN_JSON, info.model_dump_json(indent=2))
     return run_dir
 
 

@@ -13,8 +13,6 @@ import dataclasses
 import importlib
 import io
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel
 
+from pipeline.atomic import write_bytes_atomic
 from pipeline.errors import InputError
 
 ALLOWED_PREFIXES = ("pipeline.", "models.")
@@ -128,18 +127,7 @@ def loads(blob: bytes) -> Any:
 def save(obj: Any, path: str | Path) -> Path:
     """Write atomically: a reader (or a run killed with -9) never sees half a payload."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    blob = dumps(obj)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, dumps(obj))
     return path
 
 

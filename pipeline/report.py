@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline.atomic import atomic_path
+
 
 def _plt():
     # Agg: no display on servers/CI; imported lazily so importing this module stays cheap.
@@ -28,11 +30,9 @@ def _plt():
 def _save(fig, path: Path) -> Path:
     """Save a figure atomically (temp name + rename), so a killed run never leaves a half PNG."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     _plt().close(fig)
-    tmp.replace(path)
     return path
 
 
@@ -210,10 +210,3 @@ def render_markdown(
     return "\n".join(parts)
 
 
-def write_text_atomic(text: str, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-    return path

@@ -20,8 +20,6 @@ is divided by the width of the rate range, so ``auc`` is in accuracy units (the 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
@@ -33,6 +31,7 @@ import torch
 from pydantic import Field, field_validator
 
 from models.base import AffectModel, Batch
+from pipeline.atomic import write_bytes_atomic
 from pipeline.data import SplitTensors
 from pipeline.errors import InputError
 from pipeline.evaluate import flatten_outputs, metrics_from_outputs
@@ -182,18 +181,6 @@ def area(x: Sequence[float], y: Sequence[float]) -> float:
 # ----------------------------------------------------------------------------- outputs
 
 
-def write_atomic(path: Path, data: bytes) -> Path:
-    """Write to a hidden temp file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def markdown_table(res: RobustnessResult, title: str = "") -> str:
@@ -246,10 +233,10 @@ def write_outputs(res: RobustnessResult, out_dir: str | Path, *, title: str = ""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {
-        "csv": write_atomic(out / "robustness.csv", res.table.to_csv(index=False).encode()),
-        "curve_csv": write_atomic(out / "curve.csv", res.curve.to_csv(index=False).encode()),
-        "markdown": write_atomic(out / "robustness.md", markdown_table(res, title).encode()),
-        "json": write_atomic(out / "robustness.json",
+        "csv": write_bytes_atomic(out / "robustness.csv", res.table.to_csv(index=False).encode()),
+        "curve_csv": write_bytes_atomic(out / "curve.csv", res.curve.to_csv(index=False).encode()),
+        "markdown": write_bytes_atomic(out / "robustness.md", markdown_table(res, title).encode()),
+        "json": write_bytes_atomic(out / "robustness.json",
                              json.dumps({**(extra or {}), **res.summary()}, indent=2).encode()),
     }
     paths["png"] = plot_curves({title or "model": res.curve}, out / "robustness_curve.png", res.majority, title)

@@ -22,9 +22,7 @@ leaves a file a reader would accept (readers also skip names starting with ``.``
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ValidationError
 
+from pipeline.atomic import atomic_path
 from pipeline.errors import InputError, SplitError, StoreError
 from pipeline.provenance import hash_json, library_versions
 
@@ -255,18 +254,9 @@ def to_table(fs: FeatureSet, origin: str = "<memory>") -> pa.Table:
 
 
 def write_atomic(table: pa.Table, path: Path) -> Path:
-    """Write a Parquet file to a hidden temp name in the same directory, fsync, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    """Write a Parquet file atomically (hidden temp file in the same directory, fsync, rename)."""
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp, compression="zstd")
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -27,7 +27,8 @@ from pydantic import Field
 
 from models.base import AffectModel
 from models.registry import get_model_class
-from pipeline.checkpoint import HISTORY, RunInfo, _write_text_atomic, class_path, save_run
+from pipeline.atomic import write_text_atomic
+from pipeline.checkpoint import HISTORY, RunInfo, class_path, save_run
 from pipeline.data import (
     FeaturesArg,
     LabelKind,
@@ -216,7 +217,7 @@ def train(
     out = Path(out_dir)
     info = run_info(cfg, prep, res, store=store, dataset=dataset, features=mapping)
     save_run(out, res.model, info, res.best_state)
-    _write_text_atomic(out / HISTORY, _history_csv(res.history))
+    write_text_atomic(out / HISTORY, _history_csv(res.history))
     if progress:
         progress(f"best epoch {res.best_epoch} of {res.epochs_run}: valid {cfg.select_metric} "
                  f"{res.best_valid[cfg.select_metric]:.4f} -> {out}")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from pipeline.atomic import atomic_path
 from pipeline.errors import InputError
 from pipeline.extractors.registry import register_extractor
 from pipeline.extractors.text_pooled import WordEmbeddingConfig, WordEmbeddingExtractor, WordVectors, tokenize
@@ -69,10 +70,8 @@ def train_word2vec(sentences: list[list[str]], cfg: Word2VecTrain, out: Path) ->
         raise InputError("no transcript to train word2vec on (the training splits have no text)")
     model = Word2Vec(sentences, vector_size=cfg.vector_size, window=cfg.window, min_count=cfg.min_count,
                      epochs=cfg.epochs, sg=cfg.sg, seed=cfg.seed, workers=1)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    model.wv.save_word2vec_format(str(tmp), binary=False)
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        model.wv.save_word2vec_format(str(tmp), binary=False)
     return out
 
 

@@ -14,9 +14,7 @@ CMU-MOSI's segment numbering), ``start``/``end`` from the intervals, one vector 
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from pipeline.atomic import atomic_path
 from pipeline.errors import InputError
 from pipeline.importers.common import check_split_names, note, read_segments_table, require_file
 from pipeline.provenance import StageConfig, canonical_json, hash_file, hash_json
@@ -103,26 +102,18 @@ def read_csd(path: str | Path) -> ComputationalSequence:
 def write_csd(cs: ComputationalSequence, path: str | Path, *, compression: str | None = "gzip") -> Path:
     """Write a .csd atomically (temp file + rename), metadata strings as the SDK writes them."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as h5:
-            root = h5.create_group(cs.root_name)
-            data = root.create_group("data")
-            for vid, entry in cs.data.items():
-                g = data.create_group(vid)
-                for key in ("features", "intervals"):
-                    arr = np.asarray(entry[key])
-                    g.create_dataset(key, data=arr, compression=compression if arr.size else None)
-            meta = root.create_group("metadata")
-            for key, value in cs.metadata.items():
-                ds = meta.create_dataset(key, (1,), dtype=h5py.string_dtype())
-                ds[0] = value
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(p) as tmp, h5py.File(tmp, "w") as h5:
+        root = h5.create_group(cs.root_name)
+        data = root.create_group("data")
+        for vid, entry in cs.data.items():
+            g = data.create_group(vid)
+            for key in ("features", "intervals"):
+                arr = np.asarray(entry[key])
+                g.create_dataset(key, data=arr, compression=compression if arr.size else None)
+        meta = root.create_group("metadata")
+        for key, value in cs.metadata.items():
+            ds = meta.create_dataset(key, (1,), dtype=h5py.string_dtype())
+            ds[0] = value
     return p
 
 
