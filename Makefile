@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml
 # shipped GRID clips (data/corpus, CC BY 4.0); (2) the MOSI chain on the shipped bc-LSTM features
 # (data/mosi, MIT): import -> UCLN x3 -> context features -> ARGF -> metrics on the honest-mosi valid split.
 run: $(STAMP)
-	$(BIN)/affectflow run data/corpus --dataset grid
-	$(BIN)/affectflow run
+	$(BIN)/affectflow run data/corpus --dataset grid --out runs/grid
+	$(BIN)/affectflow run --out runs/mosi
 
 test: $(STAMP)
 	$(BIN)/ruff check .
