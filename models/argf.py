@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 import torch
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from torch import Tensor, nn
 
 from models.base import MODALITIES, AffectModel, Batch, ModelConfig
@@ -57,6 +57,10 @@ class ARGFConfig(ModelConfig):
     fusion_loss: Literal["mse", "ce", "l1_sum"] | None = None
     end_to_end: bool | None = None
     betas: tuple[float, float] | None = None
+    # Honest regularisers against the leaked training-video features (docs/argf.md, last section):
+    # training-mode only, on the encoders' inputs (the reconstruction target stays clean). 0 = off.
+    input_noise: float = Field(0.0, ge=0.0)  # std of Gaussian noise added to the (standardised) inputs
+    input_dropout: float = Field(0.0, ge=0.0, lt=1.0)  # feature dropout on the inputs (inverted scaling)
 
     @model_validator(mode="after")
     def _resolve_variant(self) -> ARGFConfig:
@@ -159,13 +163,23 @@ class ARGF(AffectModel):
             return torch.ones(batch.size, device=batch.y.device)
         return p.to(torch.float32)
 
+    def _perturb(self, x: Tensor) -> Tensor:
+        """Input noise / feature dropout, in training mode only (``input_noise``, ``input_dropout``)."""
+        if not self.training:
+            return x
+        if self.cfg.input_noise > 0:
+            x = x + self.cfg.input_noise * torch.randn_like(x)
+        if self.cfg.input_dropout > 0:
+            x = nn.functional.dropout(x, self.cfg.input_dropout, training=True)
+        return x
+
     def encode(self, batch: Batch) -> dict[str, Tensor]:
         """Codes [B, k] per modality; a missing modality's code is zero (``zero_code``)."""
         codes = {}
         for m in self.modalities:
             pres = self._present(batch, m).unsqueeze(-1) > 0
             # torch.where, not a product: a missing row may hold NaN (null in the store)
-            x = torch.where(pres, batch.x[m], torch.zeros_like(batch.x[m]))
+            x = self._perturb(torch.where(pres, batch.x[m], torch.zeros_like(batch.x[m])))
             z = self.encoders[m](x)
             codes[m] = torch.where(pres, z, torch.zeros_like(z))
         return codes

@@ -228,6 +228,44 @@ def test_identical_seeds_give_identical_outputs() -> None:
     assert not torch.equal(other, outs[0]["logits"])
 
 
+@pytest.mark.parametrize("cfg", [{"input_noise": 0.5}, {"input_dropout": 0.3}])
+def test_input_regularisers_act_in_training_mode_only_and_are_seeded(cfg: dict) -> None:
+    batch = make_batch(8)
+    # Eval mode: same weights, the option changes nothing.
+    plain, reg = build(seed=5).eval(), build(seed=5, **cfg).eval()
+    reg.load_state_dict(plain.state_dict())
+    torch.testing.assert_close(reg(batch)["logits"], plain(batch)["logits"], rtol=0, atol=0)
+    torch.testing.assert_close(reg.encode(batch)["text"], plain.encode(batch)["text"], rtol=0, atol=0)
+    # Training mode: the inputs are perturbed (codes differ from the unperturbed model's)...
+    plain.train()
+    reg.train()
+    torch.manual_seed(1)
+    z_plain = plain.encode(batch)["text"]
+    torch.manual_seed(1)
+    z_reg = reg.encode(batch)["text"]
+    assert not torch.allclose(z_reg, z_plain)
+    # ...and a given seed gives the same perturbation; another seed a different one.
+    torch.manual_seed(1)
+    torch.testing.assert_close(reg.encode(batch)["text"], z_reg, rtol=0, atol=0)
+    torch.manual_seed(2)
+    assert not torch.allclose(reg.encode(batch)["text"], z_reg)
+    # The perturbation itself: applied in training mode, the identity in eval mode.
+    x = batch.x["text"]
+    torch.manual_seed(3)
+    noisy = reg._perturb(x)
+    assert not torch.equal(noisy, x)
+    assert torch.equal(reg.eval()._perturb(x), x)
+
+
+def test_input_regularisers_default_off_and_are_validated() -> None:
+    cfg = ARGF.Config()
+    assert cfg.input_noise == 0.0 and cfg.input_dropout == 0.0
+    with pytest.raises(ValueError):
+        ARGF.Config(input_noise=-0.1)
+    with pytest.raises(ValueError):
+        ARGF.Config(input_dropout=1.0)
+
+
 def test_missing_modality_gets_a_zero_code_and_is_left_out_of_its_losses() -> None:
     model = build()
     batch = make_batch(6)
