@@ -20,31 +20,15 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from models.base import Batch
 from models.registry import get_model
+from pipeline.importers.splits import HONEST_MOSI_VALID_POSITIONS
+from pipeline.safe_pickle import safe_load
 
-HONEST_VALID = [9, 16, 18, 20, 22, 23, 26, 27, 29, 30]
+HONEST_VALID = list(HONEST_MOSI_VALID_POSITIONS)
 MODS = ("text", "audio", "video")
 DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mosi" / "unimodal_mosi_2way.dev.pickle"
 
 
 def load(path: Path) -> dict[str, tuple[dict[str, np.ndarray], np.ndarray]]:
-    try:
-        from pipeline.safe_pickle import safe_load  # engineer A's restricted unpickler
-    except ImportError:  # pragma: no cover - before it lands: a minimal unpickler, numpy arrays only
-        import pickle
-
-        allowed = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                   ("numpy", "ndarray"), ("numpy", "dtype")}
-
-        class Restricted(pickle.Unpickler):
-            def find_class(self, module: str, name: str):  # type: ignore[override]
-                if (module, name) not in allowed:
-                    raise pickle.UnpicklingError(f"refusing {module}.{name}")
-                return super().find_class(module, name)
-
-        def safe_load(p):  # type: ignore[no-redef]
-            with open(p, "rb") as f:
-                return Restricted(f, encoding="latin1").load()
-
     d = safe_load(path)
 
     def flat(section: str, videos: list[int] | None) -> tuple[dict[str, np.ndarray], np.ndarray]:

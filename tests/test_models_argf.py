@@ -13,6 +13,8 @@ from models.base import Batch
 from models.flops import count_flops, parameter_breakdown
 from models.fusion import get_fusion
 from models.registry import get_model
+from pipeline.importers.splits import HONEST_MOSI_VALID_POSITIONS
+from pipeline.safe_pickle import safe_load
 
 MODS = ("text", "audio", "video")
 DIMS = {"text": 12, "audio": 7, "video": 9}
@@ -322,33 +324,12 @@ def test_flops_convention_on_a_single_linear_layer() -> None:
 
 
 # ---------------------------------------------------------------- real data
-HONEST_VALID = [9, 16, 18, 20, 22, 23, 26, 27, 29, 30]  # test-section positions (shared/data/README.md)
-
-
-def _load_pickle(path):
-    """Engineer A's restricted unpickler when present; else a minimal one that admits numpy arrays only."""
-    try:
-        from pipeline.safe_pickle import safe_load
-    except ImportError:
-        import pickle
-
-        allowed = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                   ("numpy", "ndarray"), ("numpy", "dtype")}
-
-        class Restricted(pickle.Unpickler):
-            def find_class(self, module: str, name: str):  # type: ignore[override]
-                if (module, name) not in allowed:
-                    raise pickle.UnpicklingError(f"refusing {module}.{name}")
-                return super().find_class(module, name)
-
-        with open(path, "rb") as f:
-            return Restricted(f, encoding="latin1").load()
-    return safe_load(path)
+HONEST_VALID = list(HONEST_MOSI_VALID_POSITIONS)  # test-section positions (shared/data/README.md)
 
 
 def honest_mosi_utterances(path) -> dict[str, tuple[dict[str, np.ndarray], np.ndarray]]:
     """honest-mosi at utterance level: train = the 62 training videos, valid = 10 clean test videos."""
-    d = _load_pickle(path)
+    d = safe_load(path)
     keep = np.zeros(d["test_mask"].shape[0], bool)
     keep[HONEST_VALID] = True
     out = {}

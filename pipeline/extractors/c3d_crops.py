@@ -14,13 +14,11 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from pipeline.errors import ItemError
-from pipeline.extractors.base import Extractor, MediaItem, MediaSource, TimedFeatures
+from pipeline.extractors.base import MediaItem, MediaSource, TimedFeatures
 from pipeline.extractors.face import (
     FaceTrack,
     FaceTrackConfig,
-    segment_notes,
-    track_faces_cached,
-    track_stats,
+    FaceTrackingExtractor,
 )
 from pipeline.extractors.registry import register_extractor
 from pipeline.provenance import StageConfig
@@ -56,19 +54,14 @@ def segment_clips(track: FaceTrack, windows: np.ndarray, clip_len: int) -> list[
 
 
 @register_extractor("face_crops")
-class FaceCropsExtractor(Extractor):
+class FaceCropsExtractor(FaceTrackingExtractor):
     """Per-segment gray face-crop clips (clip_len x S x S, flattened) for the 3D-CNN."""
 
-    modality = "video"
-    needs = "frames"
     Config = FaceCropsConfig
 
     def extract(self, item: MediaItem, media: MediaSource | None) -> TimedFeatures:
         cfg: FaceCropsConfig = self.cfg  # type: ignore[assignment]
-        self.segment_notes: dict[str, str] = {}  # per call; the driver reads them after
-        self.stats: dict = {}
-        track = track_faces_cached(item, media, cfg.track)
-        self.segment_notes, self.stats = segment_notes(track, item.segments), track_stats(track)
+        track = self.track(item, media, cfg.track)
         seg = item.segments
         windows = seg[["start", "end"]].to_numpy(np.float64) if len(seg) else np.zeros((0, 2))
         whole = (track.sample_times[0], track.sample_times[-1] + track.frame_step)

@@ -33,7 +33,7 @@ import numpy as np
 from pydantic import Field
 
 from pipeline.errors import ItemError
-from pipeline.extractors.base import MediaItem, MediaSource
+from pipeline.extractors.base import Extractor, MediaItem, MediaSource
 from pipeline.provenance import StageConfig
 
 # Detector box relative to the landmarks' bounding box (left, top, right, bottom), measured as the mean
@@ -352,3 +352,17 @@ def track_faces_cached(item: MediaItem, media: MediaSource | None, cfg: FaceTrac
         track = track_faces(item, media, cfg)
         _LAST.key, _LAST.track = key, track
     return _LAST.track
+
+
+class FaceTrackingExtractor(Extractor):
+    """Base of the visual extractors: one shared (cached) tracking pass per item, and per-segment notes
+    for segments without a face, which the driver turns into quarantine records."""
+
+    modality = "video"
+    needs = "frames"
+
+    def track(self, item: MediaItem, media: MediaSource | None, cfg: FaceTrackConfig) -> FaceTrack:
+        track = track_faces_cached(item, media, cfg)
+        self.segment_notes: dict[str, str] = segment_notes(track, item.segments)  # the driver reads them after
+        self.stats: dict = track_stats(track)
+        return track

@@ -21,14 +21,12 @@ import cv2
 import numpy as np
 from pydantic import Field
 
-from pipeline.extractors.base import Extractor, MediaItem, MediaSource, TimedFeatures
+from pipeline.extractors.base import MediaItem, MediaSource, TimedFeatures
 from pipeline.extractors.face import (
     FaceTrack,
     FaceTrackConfig,
+    FaceTrackingExtractor,
     inter_ocular,
-    segment_notes,
-    track_faces_cached,
-    track_stats,
 )
 from pipeline.extractors.registry import register_extractor
 from pipeline.provenance import StageConfig
@@ -135,19 +133,14 @@ def facet_dim_names(cfg: FacetConfig) -> list[str]:
 
 
 @register_extractor("facet")
-class FacetExtractor(Extractor):
+class FacetExtractor(FaceTrackingExtractor):
     """Frame-level Facet-style features (AU proxies, geometry, head pose) from tracked 68 landmarks."""
 
-    modality = "video"
-    needs = "frames"
     Config = FacetConfig
 
     def extract(self, item: MediaItem, media: MediaSource | None) -> TimedFeatures:
         cfg: FacetConfig = self.cfg  # type: ignore[assignment]
-        self.segment_notes: dict[str, str] = {}  # per call; the driver reads them after
-        self.stats: dict = {}
-        track = track_faces_cached(item, media, cfg.track)
-        self.segment_notes, self.stats = segment_notes(track, item.segments), track_stats(track)
+        track = self.track(item, media, cfg.track)
         values = facet_features(track, cfg)
         t = track.face_times
         intervals = np.stack([t, t + track.frame_step], axis=1)
