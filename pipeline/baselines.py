@@ -17,7 +17,8 @@ from sklearn.linear_model import LogisticRegression
 from pipeline.data import FeaturesArg, LabelKind, StandardizeMode, prepare
 from pipeline.evaluate import classification_metrics
 
-C_GRID = (1e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0, 10.0, 100.0)
+# Half-decade steps: a coarser grid (no 3e-3) understated logistic regression on MOSI by 0.4 points.
+C_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0, 10.0, 100.0)
 
 
 def _xy(prep, split: str) -> tuple[np.ndarray, np.ndarray]:

@@ -5,20 +5,29 @@
 (``batch_size``, ``patience``, ...) goes to the trainer, every other key to the model config. Each
 trial trains with the one trainer and is scored on VALID only (the epoch inside a trial is chosen on
 valid too); the test split is never read. The sampler is seeded, so a search is repeatable.
+
+A trial's value is the MEAN valid metric over ``TuneConfig.seeds`` (default: the base config's seed).
+One seed's valid accuracy swings by a point or more from initialisation alone (docs/training.md), so a
+single-seed search mostly picks a lucky seed; tune on a few seeds, and report on other seeds. The seeds of
+a trial train in ``workers`` processes.
 The result is a YAML file of TrainConfig fields that ``affectflow train --config`` accepts.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import optuna
 import yaml
+from pydantic import Field
 
 from models.registry import get_model_class
-from pipeline.data import FeaturesArg, prepare
+from pipeline.data import FeaturesArg, PreparedData, prepare
 from pipeline.errors import InputError
 from pipeline.provenance import StageConfig, canonical_json
 from pipeline.train import HIGHER_IS_BETTER, Progress, TrainConfig, fit
@@ -31,6 +40,8 @@ class TuneConfig(StageConfig):
     seed: int = 0  # sampler seed; each trial trains with the base config's seed
     timeout_s: float | None = None
     space: dict[str, list | tuple] | None = None  # None: the model class's search_space
+    seeds: list[int] | None = None  # a trial scores the mean over these training seeds; None: the base seed
+    workers: int = Field(1, ge=1)  # processes that train a trial's seeds in parallel
 
 
 def suggest(trial: optuna.Trial, key: str, spec: list | tuple) -> Any:
@@ -57,6 +68,11 @@ def apply_params(base: TrainConfig, params: dict[str, Any]) -> TrainConfig:
     return TrainConfig(**{**base.model_dump(), **train_part, "model_cfg": {**base.model_cfg, **model_part}})
 
 
+def _fit_one(cfg: TrainConfig, prep: PreparedData) -> tuple[dict, int]:
+    res = fit(cfg, prep)
+    return res.best_valid, res.best_epoch
+
+
 def tune(
     base: TrainConfig,
     tcfg: TuneConfig,
@@ -80,31 +96,47 @@ def tune(
         sampler=optuna.samplers.TPESampler(seed=tcfg.seed),
     )
     trials: list[dict] = []
+    seeds = tcfg.seeds or [base.seed]
+    pool = (ProcessPoolExecutor(min(tcfg.workers, len(seeds)), mp_context=multiprocessing.get_context("spawn"))
+            if tcfg.workers > 1 and len(seeds) > 1 else None)
 
     def objective(trial: optuna.Trial) -> float:
         params = {k: suggest(trial, k, spec) for k, spec in space.items()}
         cfg = apply_params(base, params)
         t0 = time.perf_counter()
-        res = fit(cfg, prep)
-        value = float(res.best_valid[metric])
+        cfgs = [cfg.model_copy(update={"seed": s}) for s in seeds]
+        runs = list(pool.map(_fit_one, cfgs, [prep] * len(cfgs))) if pool else [_fit_one(c, prep) for c in cfgs]
+        values = [float(valid[metric]) for valid, _ in runs]
+        epochs = [epoch for _, epoch in runs]
+        value = statistics.mean(values)
         trial.set_user_attr("config", cfg.model_dump(mode="json"))
-        trial.set_user_attr("best_epoch", res.best_epoch)
-        trials.append({"trial": trial.number, "params": params, "valid": value, "best_epoch": res.best_epoch,
-                       "seconds": round(time.perf_counter() - t0, 2)})
+        trial.set_user_attr("best_epoch", epochs[0] if len(epochs) == 1 else epochs)
+        row = {"trial": trial.number, "params": params, "valid": value, "best_epoch": trial.user_attrs["best_epoch"],
+               "seconds": round(time.perf_counter() - t0, 2)}
+        if len(seeds) > 1:
+            row.update(seeds=seeds, valid_per_seed=values, valid_std=statistics.stdev(values))
+        trials.append(row)
         if progress:
-            progress(f"trial {trial.number:3d} valid {metric} {value:.4f} (epoch {res.best_epoch}) {canonical_json(params)}")
+            spread = f" +- {row['valid_std']:.4f} over {len(seeds)} seeds" if len(seeds) > 1 else ""
+            progress(f"trial {trial.number:3d} valid {metric} {value:.4f}{spread} (epoch {row['best_epoch']}) "
+                     f"{canonical_json(params)}")
         return value
 
-    study.optimize(objective, n_trials=tcfg.trials, timeout=tcfg.timeout_s)
+    try:
+        study.optimize(objective, n_trials=tcfg.trials, timeout=tcfg.timeout_s)
+    finally:
+        if pool:
+            pool.shutdown()
     best = study.best_trial
     chosen = TrainConfig(**best.user_attrs["config"])
     # The chosen config's epoch bound stays as given: `train` re-selects the epoch on valid.
-    header = (f"# affectflow tune: {base.model} on {dataset}, {len(trials)} trials, sampler seed {tcfg.seed}\n"
+    header = (f"# affectflow tune: {base.model} on {dataset}, {len(trials)} trials, sampler seed {tcfg.seed}, "
+              f"training seeds {seeds}\n"
               f"# best valid {metric} {best.value:.4f} at trial {best.number} (epoch {best.user_attrs['best_epoch']})\n")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(header + yaml.safe_dump(chosen.model_dump(mode="json"), sort_keys=False))
-    summary = {"model": base.model, "dataset": dataset, "metric": metric, "best_value": best.value,
+    summary = {"model": base.model, "dataset": dataset, "metric": metric, "seeds": seeds, "best_value": best.value,
                "best_trial": best.number, "config": chosen.model_dump(mode="json"), "trials": trials}
     trials_path = out.with_suffix(".trials.json")
     trials_path.write_text(canonical_json(summary))

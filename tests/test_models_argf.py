@@ -259,9 +259,36 @@ def test_input_regularisers_act_in_training_mode_only_and_are_seeded(cfg: dict) 
     assert torch.equal(reg.eval()._perturb(x), x)
 
 
+def test_modality_dropout_masks_whole_modalities_in_training_only() -> None:
+    model = build(seed=0, modality_dropout=0.5).train()
+    batch = make_batch(400)
+    batch.present["video"] = torch.arange(400) % 4 != 0  # already missing stays missing
+    torch.manual_seed(0)
+    dropped = model.drop_modalities(batch)
+    kept = torch.stack([dropped.present[m] for m in MODS], dim=1)
+    assert kept.any(dim=1).all()  # never every modality of a sample
+    assert not dropped.present["video"][::4].any()
+    rate = 1 - kept[:, :2].float().mean().item()  # text and audio had no missing rows before
+    assert 0.3 < rate < 0.5  # ~p, less the rows where the last modality is put back
+    assert dropped.x is batch.x and torch.equal(dropped.y, batch.y)  # features and labels untouched
+    # Same seed, same masks; eval mode and p = 0 leave the batch as it is.
+    torch.manual_seed(0)
+    again = model.drop_modalities(batch)
+    assert all(torch.equal(again.present[m], dropped.present[m]) for m in MODS)
+    assert model.eval().drop_modalities(batch) is batch
+    assert build(seed=0).train().drop_modalities(batch) is batch
+    # A dropped modality is left out of its classification term: with text dropped for every sample,
+    # the loss equals the loss over audio and video alone.
+    model.train()
+    only_av = Batch(batch.x, batch.y, {"text": torch.zeros(400, dtype=torch.bool)})
+    torch.manual_seed(1)
+    codes = model.encode(only_av)
+    assert torch.equal(codes["text"], torch.zeros_like(codes["text"]))
+
+
 def test_input_regularisers_default_off_and_are_validated() -> None:
     cfg = ARGF.Config()
-    assert cfg.input_noise == 0.0 and cfg.input_dropout == 0.0
+    assert cfg.input_noise == 0.0 and cfg.input_dropout == 0.0 and cfg.modality_dropout == 0.0
     with pytest.raises(ValueError):
         ARGF.Config(input_noise=-0.1)
     with pytest.raises(ValueError):

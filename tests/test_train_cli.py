@@ -66,6 +66,26 @@ def test_tuning_is_repeatable_and_never_reads_test(store):
     assert cfg.batch_size == 8 and cfg.model_cfg == {"hidden": 16}
 
 
+def test_multi_seed_trials_score_the_mean_and_parallel_matches_sequential(store, capsys):
+    base = TrainConfig(model="mlp", epochs=2, patience=1)
+    space = {"hidden": [16, 32]}
+    seq = tune(base, TuneConfig(trials=1, seed=0, space=space, seeds=[0, 1]), store=store, dataset="mosi",
+               features=None, out=store.parent / "seq.yaml", progress=None)
+    par = tune(base, TuneConfig(trials=1, seed=0, space=space, seeds=[0, 1], workers=2), store=store,
+               dataset="mosi", features=None, out=store.parent / "par.yaml", progress=None)
+    t = seq["trials"][0]
+    assert t["seeds"] == [0, 1] and len(t["valid_per_seed"]) == 2
+    assert t["valid"] == pytest.approx(sum(t["valid_per_seed"]) / 2)
+    assert par["trials"][0]["valid_per_seed"] == t["valid_per_seed"]  # workers change speed, not results
+    # Each per-seed value is what a plain single-seed run of that config gives.
+    one = tune(base.model_copy(update={"seed": 1}), TuneConfig(trials=1, seed=0, space=space), store=store,
+               dataset="mosi", features=None, out=store.parent / "one.yaml", progress=None)
+    assert one["trials"][0]["valid"] == pytest.approx(t["valid_per_seed"][1])
+    # The chosen config keeps the base seed; the seeds are recorded in the YAML header.
+    assert yaml.safe_load((store.parent / "seq.yaml").read_text())["seed"] == 0
+    assert "training seeds [0, 1]" in (store.parent / "seq.yaml").read_text()
+
+
 def test_cli_errors_are_one_line_exit_2(store, tmp_path, capsys):
     rc, _, err = _cli(capsys, "train", "nosuchmodel", "--store", store, "--dataset", "mosi", "--out", tmp_path / "x")
     assert rc == 2 and "unknown model" in err and len(err.strip().splitlines()) == 1
