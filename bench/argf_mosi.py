@@ -7,7 +7,7 @@ paper's own protocol (argf-mosi: epoch chosen on videos 49-61 of the training se
 leak their labels; scored on the same 240 clean utterances, which are its "test" here), wall time and
 peak memory per run. Results: bench/results/argf_mosi.{md,json} (partial results kept; reruns resume).
 
-    .venv/bin/python -m bench argf_mosi [--seeds 5] [--trials 8] [--quick] [--rows ID ...]
+    .venv/bin/python -m bench argf_mosi [--seeds 5] [--trials 40] [--quick] [--rows ID ...]
 """
 
 from __future__ import annotations
@@ -137,12 +137,22 @@ def summarise(runs: list[dict], key: str) -> tuple[float, float]:
     return statistics.mean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
 
 
-def tune_argf(store: Path, trials: int, epochs: int, patience: int, out: Path) -> dict:
-    """Small Optuna search for ARGF (target l) on honest valid; returns the chosen model config.
+# The search space: the authors' (MODEL-NOTES) at the paper's MOSI k = 50 and batch 32/64 (8 and 16 cost
+# 2-4x per epoch on 2 cores), plus the honest regularisers against leaked training features (docs/argf.md).
+SEARCH_SPACE: dict = {
+    "dropout": (0.0, 0.7), "lr": [1e-4, 3e-4, 1e-3], "batch_size": [32, 64],
+    "weight_decay": [0.0, 1e-3, 1e-2, 3e-2, 1e-1], "alpha": [0.001, 0.01, 0.05],
+    "input_noise": [0.0, 0.3, 0.5], "input_dropout": [0.0, 0.1, 0.2], "modality_dropout": [0.0, 0.1, 0.2, 0.3],
+}
+TUNING_SEEDS = [100, 101, 102]  # a trial's score = mean over these; the table's rows use seeds 0..4
 
-    The chosen config is the best VALID trial among those with k = 50: the paper's MOSI setting (its
-    Table 4 counts parameters at k = 50), and k = 100/150 cost 2-4x more per epoch on 2 shared cores.
-    A finished search (``out.trials.json``) is reused, so an interrupted benchmark resumes.
+
+def tune_argf(store: Path, trials: int, epochs: int, patience: int, out: Path) -> dict:
+    """Optuna for ARGF (target l) on honest valid, each trial the mean over TUNING_SEEDS.
+
+    Tuning on other seeds than the reported ones keeps seed luck out of the reported mean (valid-set luck
+    stays: valid is both the selection and the reporting split). A finished search (``out.trials.json``)
+    is reused, so an interrupted benchmark resumes.
     """
     from pipeline.train import TrainConfig
     from pipeline.tune import TuneConfig, tune
@@ -151,17 +161,13 @@ def tune_argf(store: Path, trials: int, epochs: int, patience: int, out: Path) -
     if trials_file.is_file():
         res = json.loads(trials_file.read_text())
     else:
-        base = TrainConfig(model="argf", model_cfg={"target": "text"}, epochs=epochs, patience=patience)
-        # batch_size is fixed for the benchmark (time on 2 shared cores); the rest is the authors' space.
-        space = {"k": [50, 100, 150], "dropout": (0.0, 0.5), "lr": [1e-4, 1e-3, 1e-2],
-                 "weight_decay": [0.0, 1e-4, 1e-3, 1e-2], "alpha": [0.001, 0.01, 0.05]}
-        res = tune(base, TuneConfig(trials=trials, seed=0, space=space), store=store, dataset="mosi",
-                   features="bclstm-context", out=out, progress=print)
-    k50 = [t for t in res["trials"] if t["params"].get("k") == 50]
-    best = max(k50, key=lambda t: t["valid"]) if k50 else max(res["trials"], key=lambda t: t["valid"])
-    return {"chosen": {**best["params"], "target": "text"}, "best_valid": best["valid"], "best_trial": best["trial"],
-            "rule": "best valid accuracy among k = 50 trials", "overall_best_valid": res["best_value"],
-            "trials": res["trials"]}
+        base = TrainConfig(model="argf", model_cfg={"target": "text", "k": 50}, epochs=epochs, patience=patience)
+        res = tune(base, TuneConfig(trials=trials, seed=1, space=SEARCH_SPACE, seeds=TUNING_SEEDS, workers=2),
+                   store=store, dataset="mosi", features="bclstm-context", out=out, progress=print)
+    best = max(res["trials"], key=lambda t: t["valid"])
+    return {"chosen": {**best["params"], "target": "text", "k": 50}, "best_valid": best["valid"],
+            "best_trial": best["trial"], "rule": f"best mean valid accuracy over seeds {TUNING_SEEDS}",
+            "overall_best_valid": res["best_value"], "trials": res["trials"]}
 
 
 def render(results: dict) -> str:
@@ -225,10 +231,10 @@ def merge(base: Path) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--patience", type=int, default=6)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--trials", type=int, default=8, help="Optuna trials for ARGF's config (0: model defaults)")
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--patience", type=int, default=5)
+    ap.add_argument("--batch-size", type=int, help="default: the tuned batch size (32 without tuning)")
+    ap.add_argument("--trials", type=int, default=40, help="Optuna trials for ARGF's config (0: model defaults)")
     ap.add_argument("--rows", nargs="*", help="only these row ids")
     ap.add_argument("--quick", action="store_true", help="1 seed, 3 epochs, no tuning: a smoke run")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_argf_mosi", help="store + run dirs")
@@ -246,6 +252,7 @@ def main() -> int:
     build_store(store)
     json_path = a.results.with_suffix(".json")
     results = json.loads(json_path.read_text()) if json_path.is_file() else {"rows": []}
+    tuning_file = a.results.with_name(a.results.name + "_tuning.yaml")  # shared by parallel parts
     if a.part:  # a parallel worker: starts from the shared results (tuning included), writes its own file
         a.results = a.results.with_name(f"{a.results.name}_part{a.part}")
         json_path = a.results.with_suffix(".json")
@@ -253,10 +260,13 @@ def main() -> int:
             results = json.loads(json_path.read_text())
     if "tuning" not in results:
         if a.trials > 0:
-            results["tuning"] = tune_argf(store, a.trials, min(a.epochs, 20), 4, a.work / "argf_tuned.yaml")
+            results["tuning"] = tune_argf(store, a.trials, a.epochs, a.patience,
+                                          tuning_file)
         else:
             results["tuning"] = {"chosen": {}, "note": "model defaults"}
-    argf_cfg = {k: v for k, v in results["tuning"]["chosen"].items() if k != "target"}
+    chosen = results["tuning"]["chosen"]
+    a.batch_size = a.batch_size or chosen.get("batch_size", 32)  # a trainer key of the search
+    argf_cfg = {k: v for k, v in chosen.items() if k not in ("target", "batch_size")}
     ucln = {"epochs": 40, "patience": 8, "batch_size": 10}
     results["meta"] = {"seeds": a.seeds, "epochs": a.epochs, "patience": a.patience, "batch_size": a.batch_size,
                        "argf_cfg": argf_cfg, "ucln": ucln, "date": time.strftime("%Y-%m-%d %H:%M"),
