@@ -27,6 +27,7 @@ import yaml
 from pydantic import Field
 
 from models.registry import get_model_class
+from pipeline.atomic import write_text_atomic
 from pipeline.data import FeaturesArg, PreparedData, prepare
 from pipeline.errors import InputError
 from pipeline.provenance import StageConfig, canonical_json
@@ -68,8 +69,16 @@ def apply_params(base: TrainConfig, params: dict[str, Any]) -> TrainConfig:
     return TrainConfig(**{**base.model_dump(), **train_part, "model_cfg": {**base.model_cfg, **model_part}})
 
 
-def _fit_one(cfg: TrainConfig, prep: PreparedData) -> tuple[dict, int]:
-    res = fit(cfg, prep)
+_WORKER_PREP: PreparedData | None = None  # the data, sent once to each worker process
+
+
+def _init_worker(prep: PreparedData) -> None:
+    global _WORKER_PREP
+    _WORKER_PREP = prep
+
+
+def _fit_one(cfg: TrainConfig, prep: PreparedData | None = None) -> tuple[dict, int]:
+    res = fit(cfg, prep if prep is not None else _WORKER_PREP)  # type: ignore[arg-type]
     return res.best_valid, res.best_epoch
 
 
@@ -97,7 +106,8 @@ def tune(
     )
     trials: list[dict] = []
     seeds = tcfg.seeds or [base.seed]
-    pool = (ProcessPoolExecutor(min(tcfg.workers, len(seeds)), mp_context=multiprocessing.get_context("spawn"))
+    pool = (ProcessPoolExecutor(min(tcfg.workers, len(seeds)), mp_context=multiprocessing.get_context("spawn"),
+                                initializer=_init_worker, initargs=(prep,))
             if tcfg.workers > 1 and len(seeds) > 1 else None)
 
     def objective(trial: optuna.Trial) -> float:
@@ -105,7 +115,7 @@ def tune(
         cfg = apply_params(base, params)
         t0 = time.perf_counter()
         cfgs = [cfg.model_copy(update={"seed": s}) for s in seeds]
-        runs = list(pool.map(_fit_one, cfgs, [prep] * len(cfgs))) if pool else [_fit_one(c, prep) for c in cfgs]
+        runs = list(pool.map(_fit_one, cfgs)) if pool else [_fit_one(c, prep) for c in cfgs]
         values = [float(valid[metric]) for valid, _ in runs]
         epochs = [epoch for _, epoch in runs]
         value = statistics.mean(values)
@@ -135,11 +145,11 @@ def tune(
               f"# best valid {metric} {best.value:.4f} at trial {best.number} (epoch {best.user_attrs['best_epoch']})\n")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(header + yaml.safe_dump(chosen.model_dump(mode="json"), sort_keys=False))
+    write_text_atomic(out, header + yaml.safe_dump(chosen.model_dump(mode="json"), sort_keys=False))
     summary = {"model": base.model, "dataset": dataset, "metric": metric, "seeds": seeds, "best_value": best.value,
                "best_trial": best.number, "config": chosen.model_dump(mode="json"), "trials": trials}
     trials_path = out.with_suffix(".trials.json")
-    trials_path.write_text(canonical_json(summary))
+    write_text_atomic(trials_path, canonical_json(summary))
     return summary
 
 
