@@ -25,6 +25,7 @@ from prefect import flow, get_run_logger, task
 from pydantic import Field
 
 from flows.tasks import SAFE_JSON, OrchestrationConfig, code_version, drop_corrupt_records, storage_path
+from models.modalities import MODALITIES
 from pipeline.atomic import write_text_atomic
 from pipeline.errors import StoreError
 from pipeline.provenance import StageConfig, hash_files, hash_json
@@ -36,7 +37,6 @@ UCLN_CODE = (*TRAINER_CODE, "models/ucln.py", "pipeline/context.py")
 FUSION_CODE = (*TRAINER_CODE, "models/*.py")
 IMPORT_CODE = ("pipeline/importers/*.py", "pipeline/store.py")
 TRAIN_LIBRARIES = ("torch", "numpy", "scikit-learn")
-MODALITIES = ("text", "audio", "video")
 
 
 class RebuildConfig(StageConfig):

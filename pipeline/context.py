@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from pipeline.checkpoint import load_run
-from pipeline.data import FeaturesArg, prepare, prepare_from_run, resolve_features
+from pipeline.data import FeaturesArg, align_rows, prepare_from_run, resolve_features, take_aligned
 from pipeline.errors import InputError
 from pipeline.provenance import hash_json
 from pipeline.store import FeatureSet, ModalitySpec, Producer, make_meta, write_feature_set
@@ -78,11 +78,7 @@ def write_context_features(
             raise InputError(f"two UCLN runs for modality {m!r}")
         if ref is None:
             ref = seg
-        else:  # align this run's rows to the reference rows by segment id
-            pos = pd.Series(np.arange(len(seg)), index=seg["segment_id"].to_numpy()).reindex(ref["segment_id"].to_numpy())
-            ok = pos.notna().to_numpy()
-            idx = np.where(ok, pos.fillna(0).to_numpy(), 0).astype(int)
-            ctx, miss = np.where(ok[:, None], ctx[idx], 0).astype(np.float32), ~ok | miss[idx]
+        ctx, miss = take_aligned(ctx, miss, *align_rows(ref, seg))  # this run's rows on the reference rows
         feats[m], missing[m], lineage[m] = ctx, miss, lin
         specs[m] = ModalitySpec(kind="vector", dim=ctx.shape[1], description=f"UCLN context of {m} ({lin['source']['feature_set']})")
     assert ref is not None
@@ -115,11 +111,8 @@ def train_ucln_per_modality(
     mods = cfg.modalities or list(mapping)
     runs: dict[str, Path] = {}
     for m in mods:
-        mcfg = cfg.model_copy(update={"model_cfg": {**cfg.model_cfg, "modality": m}, "modalities": [m]})
-        mcfg = TrainConfig(**mcfg.model_dump())  # re-validate (and re-hash) the per-modality config
-        prep = prepare(store, dataset, mapping, modalities=[m], label_kind=mcfg.label, standardize=mcfg.standardize)
-        runs[m] = train(mcfg, store=store, dataset=dataset, features=mapping, out_dir=Path(out_dir) / m,
-                        progress=progress, prepared=prep)
+        runs[m] = train(cfg.per_modality(m), store=store, dataset=dataset, features=mapping,
+                        out_dir=Path(out_dir) / m, progress=progress)
     if write_context:
         path = write_context_features(runs, store=store, dataset=dataset, feature_set=write_context)
         if progress:
