@@ -21,14 +21,14 @@ import importlib
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlparse
 
 from prefect import task
 from prefect.serializers import JSONSerializer
 from prefect.tasks import exponential_backoff
-from pydantic import Field
 
+from flows.config import OrchestrationConfig
 from pipeline import payload
 from pipeline.errors import AffectflowError, InputError, ItemError
 from pipeline.provenance import StageConfig, hash_file, hash_json, library_versions
@@ -50,18 +50,6 @@ EXTRACTION_CODE = (
 )
 EXTRACTION_LIBRARIES = ("numpy", "torch", "opensmile", "librosa", "praat-parselmouth", "av",
                         "opencv-python-headless", "dlib-bin", "gensim")
-
-
-class OrchestrationConfig(StageConfig):
-    """How a flow runs its tasks; saved with the run like every other config."""
-
-    task_runner: Literal["threads", "dask"] = "threads"
-    max_workers: int = Field(2, ge=1, description="threads for the thread runner")
-    dask_workers: int = Field(2, ge=1, description="LocalCluster workers when no dask_address is given")
-    dask_address: str | None = Field(None, description="scheduler of an existing (multi-node) Dask cluster")
-    retries: int = Field(2, ge=0)
-    retry_backoff_s: float = Field(1.0, ge=0, description="first retry delay; doubles each retry")
-    max_error_rate: float = Field(0.5, ge=0, le=1, description="fail the flow above this share of failed items")
 
 
 def make_task_runner(cfg: OrchestrationConfig):
@@ -185,8 +173,8 @@ def _cache_key(context, parameters: dict[str, Any]) -> str:  # noqa: ARG001
     cache_key_fn=_cache_key,
     persist_result=True,
     result_serializer=SAFE_JSON,
-    retries=2,
-    retry_delay_seconds=exponential_backoff(backoff_factor=1.0),
+    retries=OrchestrationConfig().retries,  # the run's own policy is set by extract_video_task
+    retry_delay_seconds=exponential_backoff(backoff_factor=OrchestrationConfig().retry_backoff_s),
     retry_jitter_factor=0.5,
     retry_condition_fn=is_transient,
 )

@@ -5,7 +5,18 @@ Every architecture lives in its own module and registers itself with ``@register
 once and calls only the :class:`models.base.AffectModel` interface.
 """
 
-from models.base import AffectModel, Batch
-from models.registry import get_model, get_model_class, list_models, register_model
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = ["AffectModel", "Batch", "get_model", "get_model_class", "list_models", "register_model"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so that `models.modalities` (torch-free) can be imported without importing torch.
+    if name in ("AffectModel", "Batch"):
+        return getattr(importlib.import_module("models.base"), name)
+    if name in __all__:
+        return getattr(importlib.import_module("models.registry"), name)
+    raise AttributeError(name)

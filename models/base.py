@@ -108,6 +108,8 @@ class AffectModel(nn.Module):
     input_kind: ClassVar[Literal["utterance", "video"]] = "utterance"
     # How a missing modality is presented to the model: "zeros", "learned", "reconstruct", ...
     missing_policy: ClassVar[str] = "zeros"
+    # Trained once per modality, each run alone on its modality (context networks such as UCLN).
+    per_modality: ClassVar[bool] = False
 
     def __init__(self, cfg: ModelConfig, *, dims: dict[str, int], n_classes: int) -> None:
         super().__init__()

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from models.registry import get_model_class
 from pipeline.checkpoint import load_run
 from pipeline.data import FeaturesArg, align_rows, prepare_from_run, resolve_features, take_aligned
 from pipeline.errors import InputError
@@ -118,3 +119,24 @@ def train_ucln_per_modality(
         if progress:
             progress(f"context features -> {path}")
     return runs
+
+
+def train_runs(
+    cfg: TrainConfig,
+    *,
+    store: str | Path,
+    dataset: str,
+    features: FeaturesArg = None,
+    out_dir: str | Path,
+    write_context: str | None = None,
+    progress: Progress = print,
+) -> dict[str, Path]:
+    """The one place that decides per-modality training: a model class that declares ``per_modality``
+    (UCLN) trains one run per modality (``{modality: run}``, optional context features); any other model
+    one run (``{"run": out_dir}``). Used by ``affectflow train`` and the ``train_model`` flow."""
+    if get_model_class(cfg.model).per_modality:
+        return train_ucln_per_modality(cfg, store=store, dataset=dataset, features=features, out_dir=out_dir,
+                                       write_context=write_context, progress=progress)
+    if write_context:
+        raise InputError(f"--write-context is for per-modality context models (ucln), not {cfg.model!r}")
+    return {"run": train(cfg, store=store, dataset=dataset, features=features, out_dir=out_dir, progress=progress)}

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from pydantic import BaseModel
 
-from models.base import Batch
+from models.base import Batch, resolve_device
 from models.modalities import ordered
 from pipeline.errors import InputError, SplitError, StoreError
 from pipeline.provenance import hash_json
@@ -104,6 +104,14 @@ def _pool(values: np.ndarray | list, dim: int) -> tuple[np.ndarray, np.ndarray]:
         else:
             out[i] = np.asarray(s, np.float32).mean(0)
     return out, missing
+
+
+def device_of(name: str) -> torch.device:
+    """The torch device of a ``--device`` value (auto, cpu, cuda); an unavailable CUDA is an input error."""
+    try:
+        return resolve_device(name)
+    except ValueError as e:
+        raise InputError(str(e)) from e
 
 
 def align_rows(ref: pd.DataFrame, seg: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.base import AffectModel, resolve_device
+from models.base import AffectModel
 from models.registry import get_model_class
 from pipeline.atomic import write_text_atomic
 from pipeline.checkpoint import HISTORY, RunInfo, class_path, save_run
-from pipeline.data import FeaturesArg, SplitTensors, TrainSource, iterate_batches, prepare_for
+from pipeline.data import FeaturesArg, SplitTensors, TrainSource, device_of, iterate_batches, prepare_for
 from pipeline.errors import InputError, SplitError
 from pipeline.evaluate import flatten_outputs, metrics_from_outputs
 from pipeline.provenance import library_versions
@@ -45,14 +45,6 @@ def seed_everything(seed: int, threads: int = 1) -> None:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
-
-
-def device_of(name: str) -> torch.device:
-    """The torch device of a ``--device`` value; an unavailable CUDA is an input error (exit 2)."""
-    try:
-        return resolve_device(name)
-    except ValueError as e:
-        raise InputError(str(e)) from e
 
 
 def peak_rss_mb() -> float:
@@ -233,3 +225,8 @@ def train(
         progress(f"best epoch {res.best_epoch} of {res.epochs_run}: valid {cfg.select_metric} "
                  f"{res.best_valid[cfg.select_metric]:.4f} -> {out}")
     return out
+
+
+def train_stage(out_dir: str | Path, *, config: dict, store: str | Path, dataset: str, features: FeaturesArg) -> Path:
+    """A training stage of ``rebuild`` (:mod:`flows.graph`): :func:`train` from a JSON TrainConfig."""
+    return train(TrainConfig(**config), store=store, dataset=dataset, features=features, out_dir=out_dir, progress=None)

@@ -21,7 +21,7 @@ from pydantic import Field
 
 from models.c3d import C3D
 from pipeline.checkpoint import RunInfo, load_run
-from pipeline.data import PreparedData, SplitTensors, prepare_for, slice_batch
+from pipeline.data import PreparedData, SplitTensors, device_of, prepare_for, slice_batch
 from pipeline.errors import InputError, ItemError, SplitError, StoreError
 from pipeline.extractors.base import MediaItem
 from pipeline.extractors.c3d_crops import FaceCropsConfig, FaceCropsExtractor
@@ -36,7 +36,7 @@ from pipeline.store import (
     read_meta,
     write_feature_set,
 )
-from pipeline.train import TrainConfig, device_of, train
+from pipeline.train import TrainConfig, train
 from pipeline.train_config import Device
 
 # ------------------------------------------------------------------------------- standalone crops
