@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -121,22 +122,13 @@ def train_ucln_per_modality(
     return runs
 
 
-def train_runs(
-    cfg: TrainConfig,
-    *,
-    store: str | Path,
-    dataset: str,
-    features: FeaturesArg = None,
-    out_dir: str | Path,
-    write_context: str | None = None,
-    progress: Progress = print,
-) -> dict[str, Path]:
+def train_runs(cfg: TrainConfig, *, write_context: str | None = None, **kw: Any) -> dict[str, Path]:
     """The one place that decides per-modality training: a model class that declares ``per_modality``
     (UCLN) trains one run per modality (``{modality: run}``, optional context features); any other model
-    one run (``{"run": out_dir}``). Used by ``affectflow train`` and the ``train_model`` flow."""
+    one run (``{"run": out_dir}``). ``kw``: :func:`train_ucln_per_modality`'s. Used by ``affectflow train``
+    and the ``train_model`` flow."""
     if get_model_class(cfg.model).per_modality:
-        return train_ucln_per_modality(cfg, store=store, dataset=dataset, features=features, out_dir=out_dir,
-                                       write_context=write_context, progress=progress)
+        return train_ucln_per_modality(cfg, write_context=write_context, **kw)
     if write_context:
         raise InputError(f"--write-context is for per-modality context models (ucln), not {cfg.model!r}")
-    return {"run": train(cfg, store=store, dataset=dataset, features=features, out_dir=out_dir, progress=progress)}
+    return {"run": train(cfg, **kw)}
