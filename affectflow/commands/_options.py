@@ -68,7 +68,10 @@ def add_config_options(p: argparse.ArgumentParser | argparse._ArgumentGroup, cls
         kw = None if name in skip else _kwargs(info)
         if kw is None:
             continue
-        p.add_argument(_flag(name, info), dest=dest_prefix + name, default=None, help=_help(info), **kw)
+        flag = _flag(name, info)
+        if "choices" not in kw and "action" not in kw:
+            kw["metavar"] = flag.lstrip("-").replace("-", "_").upper()
+        p.add_argument(flag, dest=dest_prefix + name, default=None, help=_help(info), **kw)
         added.append(name)
     return added
 
