@@ -82,7 +82,7 @@ def _imports(path: Path, module: str, root: Path) -> set[str]:
               and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)):
             # Registry("model", "models", ...) imports every module of its package on first lookup
             pkg_dir = root.joinpath(*node.args[1].value.split("."))
-            found.update(f"{node.args[1].value}.{p.stem}" for p in pkg_dir.glob("*.py"))
+            found.update(f"{node.args[1].value}.{p.stem}" for p in pkg_dir.glob("*.py") if p.stem != "__init__")
     out = set()
     for name in found:
         parts = name.split(".")
@@ -100,7 +100,7 @@ def import_closure(modules: Iterable[str], root: Path | None = None) -> list[Pat
             continue
         seen.add(m)
         todo.extend(_imports(module_file(m, root), m, root))  # type: ignore[arg-type]
-    return sorted(module_file(m, root).relative_to(root) for m in seen)  # type: ignore[union-attr]
+    return sorted({module_file(m, root).relative_to(root) for m in seen})  # type: ignore[union-attr]
 
 
 @lru_cache(maxsize=64)

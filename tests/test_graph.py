@@ -26,6 +26,8 @@ def test_import_closure_is_found_from_the_code() -> None:
     assert "pipeline/media.py" not in train and "pipeline/extract.py" not in train
     # an import inside a function counts: robustness_run imports pipeline.checkpoint lazily
     assert "pipeline/checkpoint.py" in {str(p) for p in import_closure(["pipeline.robustness"])}
+    closure = import_closure(["pipeline.train"])
+    assert len(closure) == len(set(closure))  # a file once, whatever the names it is imported under
     ingest = {str(p) for p in import_closure(["pipeline.importers.table"])}
     assert "pipeline/store.py" in ingest and "models/argf.py" not in ingest
 
