@@ -38,10 +38,10 @@ from pydantic import BaseModel, ValidationError
 from pipeline.atomic import atomic_path
 from pipeline.errors import InputError, SplitError, StoreError
 from pipeline.provenance import hash_json, library_versions
+from pipeline.segments import SPLITS
 
 SCHEMA_VERSION = 1
 META_KEY = b"affectflow"
-SPLITS = ("train", "valid", "test")
 KEY_COLUMNS = ("dataset", "video_id", "segment_id", "segment_index", "start", "end", "split")
 LABEL_COLUMNS = ("label_bin", "label_class", "score")
 OPTIONAL_COLUMNS = ("transcript",)

@@ -225,7 +225,7 @@ def _seg_and_npz(tmp_path, segments_csv, raw_npz, n=40):
 
 
 @pytest.mark.parametrize("case, match", [
-    ("duplicate_ids", "duplicate segment ids"),
+    ("duplicate_ids", "row 4, column .segment_id.: duplicate segment id"),
     ("unknown_split", "unknown split names"),
     ("nan", "NaN/inf"),
     ("inf", "NaN/inf"),
@@ -234,8 +234,8 @@ def _seg_and_npz(tmp_path, segments_csv, raw_npz, n=40):
     ("unknown_id", "not in the segments table"),
     ("no_split_col", "lacks columns"),
     ("missing_file", "not found"),
-    ("bad_index", "must hold integers"),
-    ("bad_label", "values other than 0/1"),
+    ("bad_index", "row 5, column .segment_index.: not a number"),
+    ("bad_label", "row 3, column .label_bin.: must be one of"),
 ])
 def test_table_input_errors(tmp_path, segments_csv, raw_npz, case, match):
     seg, arrays = _seg_and_npz(tmp_path, segments_csv, raw_npz)
