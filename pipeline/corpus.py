@@ -199,6 +199,7 @@ def load_corpus(path: str | Path, *, default_split: str = "train") -> Corpus:
 
 def _build(root: Path, df: pd.DataFrame, default_split: str, source: str) -> Corpus:
     df = df.reset_index(drop=True).copy()
+    hint = "" if "path" in df.columns else f" (the table has no 'path' column; it has {list(df.columns)})"
     if "path" not in df.columns:
         df["path"] = None
     df["path"] = df["path"].where(df["path"].notna() & (df["path"].astype(str).str.strip() != ""), None)
@@ -216,12 +217,12 @@ def _build(root: Path, df: pd.DataFrame, default_split: str, source: str) -> Cor
     for i, r in df.iterrows():
         if pd.notna(r["video_id"]) and str(r["video_id"]).strip():
             ids.append(str(r["video_id"]))
-        elif r["path"] is not None:
+        elif pd.notna(r["path"]):
             ids.append(item_id_of(root, resolved[r["path"]]))
         elif "segment_id" in df.columns and pd.notna(r.get("segment_id")):
             ids.append(str(r["segment_id"]))
         else:
-            raise InputError(f"row {i}: no path, video_id or segment_id: nothing identifies it", path=origin)
+            raise InputError(f"row {i + 1}: no path, video_id or segment_id: nothing identifies it{hint}", path=origin)
     df["video_id"] = ids
     if "split" not in df.columns:
         df["split"] = default_split

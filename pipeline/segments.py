@@ -54,6 +54,7 @@ def apply_aliases(df: pd.DataFrame) -> pd.DataFrame:
 
 def _refuse(origin: str | Path, row: int, column: str, problem: str, value: object) -> InputError:
     # Rows are counted from 1 over the data rows (the header is not a row).
+    value = value.item() if isinstance(value, np.generic) else value
     return InputError(f"row {row + 1}, column {column!r}: {problem} (got {value!r})", path=origin)
 
 

@@ -86,6 +86,14 @@ class Extractor(ABC):
         """Name of the feature column this extractor produces (stable across configs)."""
         return self.name
 
+    def prepare(self, corpus: object, workdir: Path) -> Extractor:  # noqa: ARG002 - used by word2vec
+        """An extractor ready for the whole ``corpus`` (word2vec trains on it); most need nothing."""
+        return self
+
+    def provenance(self) -> dict:
+        """What identifies the extractor's data beyond its config (e.g. the vectors file's digest)."""
+        return {}
+
     @abstractmethod
     def extract(self, item: MediaItem, media: MediaSource | None) -> Extracted:
         """Features of one item with its per-segment notes and stats; raise ``ItemError`` (never return

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -79,6 +80,13 @@ class WordVectors:
                 out[j] = self.mean()
             j += 1
         return out, kept
+
+
+def existing_file(path: str, what: str) -> str:
+    """Config check: a vectors path must exist when the config loads, not when the first item needs it."""
+    if not Path(path).expanduser().is_file():
+        raise ValueError(f"{what} {path!r} does not exist")
+    return path
 
 
 class WordEmbeddingConfig(StageConfig):

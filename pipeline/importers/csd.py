@@ -94,7 +94,7 @@ def read_csd(path: str | Path) -> ComputationalSequence:
             backwards = np.flatnonzero(~(ivs[:, 0] <= ivs[:, 1]))  # NaN bounds fail this test too
             if len(backwards):
                 i = int(backwards[0])
-                raise InputError(f"video {vid!r}, interval {i}: start {ivs[i, 0]!r} is not <= end {ivs[i, 1]!r}", path=p)
+                raise InputError(f"video {vid!r}, interval {i}: start {float(ivs[i, 0])!r} is not <= end {float(ivs[i, 1])!r}", path=p)
             if len(feats) != len(ivs):
                 raise InputError(
                     f"mismatched lengths: video {vid!r} has {len(feats)} feature rows and {len(ivs)} intervals", path=p
