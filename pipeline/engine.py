@@ -87,13 +87,13 @@ def code_version(patterns: Iterable[str] = EXTRACTION_CODE, libraries: Iterable[
 
 
 def item_key(item: Any, cfg: StageConfig, code: str) -> str:
-    """Key of one item: content digest + segments (+ word timings) + config hash + code version."""
+    """Key of one item: its id + content digest + segments (+ word timings) + config hash + code version."""
     media = hash_file(item.path) if item.path is not None else "no-media"
     tables = [
         None if t is None else t.to_json(orient="split", date_format="iso", double_precision=15)
         for t in (item.segments, getattr(item, "words", None))
     ]
-    return hash_json({"media": media, "tables": tables, "config": cfg.config_hash(), "code": code})
+    return hash_json({"item": item.item_id, "media": media, "tables": tables, "config": cfg.config_hash(), "code": code})
 
 
 def payload_dir(store: str | Path, dataset: str) -> Path:

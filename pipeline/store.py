@@ -52,7 +52,7 @@ from pydantic import BaseModel, ValidationError
 from pipeline.atomic import atomic_path
 from pipeline.errors import InputError, SplitError, StoreError
 from pipeline.provenance import hash_json, library_versions
-from pipeline.segments import SPLITS
+from pipeline.segments import SEGMENT_FIELDS, SPLITS
 
 SCHEMA_VERSION = 1
 META_KEY = b"affectflow"
@@ -65,20 +65,9 @@ LABEL_COLUMNS = ("label_bin", "label_class", "score")
 OPTIONAL_COLUMNS = ("transcript",)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
-SEGMENT_SCHEMA = pa.schema(
-    [
-        ("dataset", pa.string()),
-        ("video_id", pa.string()),
-        ("segment_id", pa.string()),
-        ("segment_index", pa.int32()),
-        ("start", pa.float64()),
-        ("end", pa.float64()),
-        ("split", pa.string()),
-        ("label_bin", pa.int8()),
-        ("label_class", pa.int16()),
-        ("score", pa.float32()),
-    ]
-)
+# The stored segment columns, typed by the one segment schema (pipeline.segments) plus the dataset name.
+SEGMENT_SCHEMA = pa.schema([pa.field("dataset", pa.string()),
+                            *(SEGMENT_FIELDS.field(c) for c in (*KEY_COLUMNS[1:], *LABEL_COLUMNS))])
 
 
 class ModalitySpec(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -67,7 +68,6 @@ def test_readable_by_pandas_and_duckdb(tmp_path):
     path = write_feature_set(tmp_path, _fs())
     df = pd.read_parquet(path)
     assert len(df) == 6 and {"segment_id", "audio", "split"} <= set(df.columns)
-    duckdb = pytest.importorskip("duckdb")
     n = duckdb.sql(f"select count(*) from read_parquet('{path}') where split = 'train'").fetchall()[0][0]
     assert n == 3
 
