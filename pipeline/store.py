@@ -282,20 +282,24 @@ def write_feature_set_chunks(store: str | Path, meta: FeatureSetMeta, chunks: It
     chunk, under the dataset's writer lock; the file appears (renamed into place) only once complete."""
     path = feature_set_path(store, meta.dataset, meta.feature_set)
     written, schema_md = 0, meta_metadata(meta)
-    with dataset_writer(store, meta.dataset), atomic_path(path) as tmp:
-        writer: pq.ParquetWriter | None = None
+    with dataset_writer(store, meta.dataset):
         try:
-            for chunk in chunks:
-                table = to_table(chunk, origin).replace_schema_metadata(schema_md)
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, table.schema, **PARQUET_OPTIONS)
-                writer.write_table(table)
-                written += table.num_rows
-        finally:
-            if writer is not None:
-                writer.close()
-        if writer is None or written != meta.n_rows:
-            raise StoreError(f"{written} rows written, the metadata says {meta.n_rows}", path=path)
+            with atomic_path(path) as tmp:
+                writer: pq.ParquetWriter | None = None
+                try:
+                    for chunk in chunks:
+                        table = to_table(chunk, origin).replace_schema_metadata(schema_md)
+                        if writer is None:
+                            writer = pq.ParquetWriter(tmp, table.schema, **PARQUET_OPTIONS)
+                        writer.write_table(table)
+                        written += table.num_rows
+                finally:
+                    if writer is not None:
+                        writer.close()
+                if writer is None or written != meta.n_rows:
+                    raise StoreError(f"{written} rows written, the metadata says {meta.n_rows}", path=path)
+        except OSError as e:  # a disk that fills up during the write: one line, the temp file is gone
+            raise StoreError(f"write failed ({e.strerror or e}); nothing was replaced", path=path) from e
     return path
 
 
