@@ -45,14 +45,15 @@ from pipeline.store import check_writable, dataset_writer, remove_stale_temp_fil
 DEFAULT_ITEM_FN = "pipeline.extract:extract_item"
 # Source whose change must invalidate cached items (relative to the project root).
 EXTRACTION_CODE = (
-    "pipeline/extract.py", "pipeline/align.py", "pipeline/media.py", "pipeline/corpus.py", "pipeline/segments.py",
+    "pipeline/extract.py", "pipeline/engine.py", "pipeline/assemble.py", "pipeline/align.py", "pipeline/media.py", "pipeline/corpus.py", "pipeline/segments.py",
     "pipeline/text_cnn.py", "pipeline/visual_cnn.py", "pipeline/extractors/*.py", "models/textcnn.py", "models/c3d.py",
 )
 EXTRACTION_LIBRARIES = ("numpy", "torch", "opensmile", "librosa", "praat-parselmouth", "av",
                         "opencv-python-headless", "dlib-bin", "gensim")
-# Test hook: after this many items are durably recorded, the driver kills itself with SIGKILL (a
-# deterministic point for the kill -9 test; unset in normal use).
-KILL_AFTER_ENV = "AFFECTFLOW_KILL_AFTER_ITEMS"
+# Test hook for the kill -9 tests, unset in normal use: "extract:N" = the driver kills itself with SIGKILL
+# once N items are recorded; "write:N" = once N row groups of the feature set are written (a temp file
+# is then on disk). Deterministic points, where a test with a timer would race.
+KILL_AT_ENV = "AFFECTFLOW_KILL_AT"
 # Room a feature set needs per segment beyond its payload (rough upper bound, checked before the work).
 BYTES_PER_SEGMENT = 64 << 10
 
@@ -263,9 +264,9 @@ def _summary(outcomes: list[Outcome], items: list[MediaItem], cols: list[str], d
     )
 
 
-def _kill_hook(n_done: int) -> None:
-    limit = os.environ.get(KILL_AFTER_ENV)
-    if limit and n_done >= int(limit):
+def _kill_hook(phase: str, n_done: int) -> None:
+    at = os.environ.get(KILL_AT_ENV, "")
+    if at.partition(":")[0] == phase and n_done >= int(at.partition(":")[2]):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -293,11 +294,16 @@ def extract_corpus(
         items = corpus.items
         keys = [item_key(it, cfg, code) for it in items]
         outcomes: list[Outcome] = []
+        names_seen: set[str] = set()
         with tqdm(total=len(items), desc="items", unit="item", disable=not progress) as bar:
             for o in mapper(items, cfg, keys, pdir):
+                if o.record:  # dimension names are needed once per column: keep memory flat in the items
+                    names = o.record.get("dim_names", {})
+                    o.record["dim_names"] = {c: n for c, n in names.items() if c not in names_seen}
+                    names_seen.update(names)
                 outcomes.append(o)
                 bar.update(1)
-                _kill_hook(len(outcomes))
+                _kill_hook("extract", len(outcomes))
         outcomes.sort(key=lambda o: o.index)
         summary = _summary(outcomes, items, cols, dataset, feature_set, time.perf_counter() - t0)
         records = [o.record for o in outcomes if o.record]
@@ -311,7 +317,12 @@ def extract_corpus(
                 f"{max_error_rate:.0%}, or no feature produced); nothing written to {dataset}/{feature_set}; "
                 f"reasons: {summary.reasons}", summary)
 
+        loaded = 0
+
         def load(i: int) -> Any:
+            nonlocal loaded
+            _kill_hook("write", loaded)
+            loaded += 1
             return payload.load(pdir / records[i]["payload"])
 
         path = write_streamed(records, load, store=store, dataset=dataset, feature_set=feature_set, cfg=cfg,

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from affectflow.cli import main
-from pipeline.engine import KILL_AFTER_ENV, extract_corpus, payload_dir
+from pipeline.engine import KILL_AT_ENV, extract_corpus, payload_dir
 from pipeline.errors import StoreError
 from pipeline.extract import ExtractConfig, ExtractorSpec
 from pipeline.store import (
@@ -131,25 +131,30 @@ def _same_store(a: Path, b: Path) -> None:
         assert ta.replace_schema_metadata(None).equals(tb.replace_schema_metadata(None)), name
 
 
-def test_kill_9_after_n_items_then_rerun_resumes_and_gives_the_uninterrupted_store(tmp_path):
+@pytest.mark.parametrize("kill_at,done_before", [("extract:3", 3), ("write:2", 6)])
+def test_kill_9_then_rerun_resumes_and_gives_the_uninterrupted_store(tmp_path, kill_at, done_before):
     corpus = _text_corpus(tmp_path / "corpus")
     cfg = tmp_path / "extract.json"
     cfg.write_text(TEXT_ONLY.model_dump_json())
     ref = extract_corpus(corpus, store=tmp_path / "ref", dataset="d", cfg=TEXT_ONLY)
-    cmd = [*AFFECTFLOW, "extract", str(corpus), "--dataset", "d", "--store", str(tmp_path / "store"),
-           "--config", str(cfg), "--no-progress", "--json"]
-    killed = subprocess.run(cmd, env={**os.environ, KILL_AFTER_ENV: "3"}, capture_output=True, text=True, timeout=300)
+    store = tmp_path / "store"
+    cmd = [*AFFECTFLOW, "extract", str(corpus), "--dataset", "d", "--store", str(store), "--config", str(cfg),
+           "--no-progress", "--json"]
+    killed = subprocess.run(cmd, env={**os.environ, KILL_AT_ENV: kill_at}, capture_output=True, text=True, timeout=300)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert not (tmp_path / "store" / "d" / "extracted.parquet").exists()
-    assert len(list(payload_dir(tmp_path / "store", "d").glob("*.json"))) == 3  # kept: written as each finished
+    assert not (store / "d" / "extracted.parquet").exists()
+    # kept: each item was written as it finished
+    assert len(list(payload_dir(store, "d").glob("*.json"))) == done_before
+    left = [p.name for p in (store / "d").glob(".*.tmp")]
+    assert len(left) == (kill_at.startswith("write")), left  # killed mid-write: half a file, hidden
 
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     summary = json.loads(again.stdout)
-    assert (summary["n_cached"], summary["n_computed"], summary["n_items"]) == (3, 3, 6)  # not redone
-    _same_store(tmp_path / "store", tmp_path / "ref")
+    assert (summary["n_cached"], summary["n_computed"], summary["n_items"]) == (done_before, 6 - done_before, 6)
+    _same_store(store, tmp_path / "ref")
     assert summary["n_segments"] == ref.n_segments == 18
-    assert not [p for p in (tmp_path / "store").rglob("*") if p.name.endswith(".tmp")]
+    assert not [p for p in store.rglob("*") if p.name.endswith(".tmp")]
 
 
 def test_each_item_is_one_row_group_of_the_feature_set(tmp_path):
