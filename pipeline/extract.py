@@ -137,7 +137,7 @@ def _resolve_times(item: MediaItem, duration: float | None) -> pd.DataFrame:
     return seg
 
 
-def _beyond_media(item: MediaItem, seg: pd.DataFrame, duration: float | None) -> dict[str, str]:
+def _beyond_media(seg: pd.DataFrame, duration: float | None) -> dict[str, str]:
     """segment_id -> reason, for segments that end beyond the media (known only once it is probed)."""
     if duration is None:
         return {}
@@ -189,7 +189,7 @@ def extract_item(item: MediaItem, cfg: ExtractConfig | None = None) -> ItemResul
            "words": None if item.words is None else item.words.astype(str).values.tolist()}
     res = ItemResult(item.item_id, seg, media_seconds=duration or 0.0, source_hash=hash_json(src))
     res.seconds["open"] = time.perf_counter() - t0
-    beyond = _beyond_media(item, seg, duration)
+    beyond = _beyond_media(seg, duration)
     res.quarantine += [quarantine_record(item.item_id, "segments", r, None, sid) for sid, r in beyond.items()]
     outside = np.array([sid in beyond for sid in ids], bool)
     timed_item = MediaItem(item.item_id, item.path, seg, item.words)
