@@ -273,16 +273,18 @@ def write_atomic(table: pa.Table, path: Path) -> Path:
 
 def write_feature_set(store: str | Path, fs: FeatureSet, origin: str = "<memory>") -> Path:
     """Validate and atomically write a feature set; returns the file path."""
-    return write_feature_set_chunks(store, fs.meta.model_copy(update={"n_rows": len(fs)}), [fs], origin)
+    size = sum(a.nbytes if isinstance(a, np.ndarray) else sum(x.nbytes for x in a if x is not None)
+               for a in fs.features.values())  # uncompressed: an upper bound of the file's size
+    return write_feature_set_chunks(store, fs.meta.model_copy(update={"n_rows": len(fs)}), [fs], origin, size)
 
 
 def write_feature_set_chunks(store: str | Path, meta: FeatureSetMeta, chunks: Iterable[FeatureSet],
-                             origin: str = "<memory>") -> Path:
+                             origin: str = "<memory>", need_bytes: int = 0) -> Path:
     """Write a feature set from chunks (each a FeatureSet with ``meta``'s modalities), one row group per
     chunk, under the dataset's writer lock; the file appears (renamed into place) only once complete."""
     path = feature_set_path(store, meta.dataset, meta.feature_set)
     written, schema_md = 0, meta_metadata(meta)
-    with dataset_writer(store, meta.dataset):
+    with dataset_writer(store, meta.dataset, need_bytes):
         try:
             with atomic_path(path) as tmp:
                 writer: pq.ParquetWriter | None = None
@@ -334,7 +336,7 @@ def dataset_writer(store: str | Path, dataset: str, need_bytes: int = 0) -> Iter
     try:
         fh = open(lock, "a+")  # noqa: SIM115 - held for the whole block
     except OSError as e:
-        raise StoreError(f"cannot write to the store ({e.strerror})", path=root) from e
+        raise StoreError(f"the store is not writable ({e.strerror})", path=root) from e
     with fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -105,12 +105,31 @@ def test_free_space_is_checked_before_the_work_and_stale_temp_files_go(tmp_path)
     assert not stale.exists()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions, so a read-only folder stays writable")
-def test_a_read_only_store_is_refused_before_the_work(tmp_path):
-    (tmp_path / "toy").mkdir()
-    (tmp_path / "toy").chmod(0o555)
-    with pytest.raises(StoreError, match="not writable"):
-        write_feature_set(tmp_path, _fs())
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A folder nobody may write into: chmod for a normal user; for root (who ignores permissions) the
+    immutable attribute, which binds root too."""
+    d = tmp_path / "store" / "d"
+    d.mkdir(parents=True)
+    if os.geteuid() != 0:
+        d.chmod(0o555)
+        yield d
+        d.chmod(0o755)
+        return
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(d)], capture_output=True).returncode:
+        pytest.skip("running as root without chattr +i: no way to make a folder read-only for this test")
+    try:
+        yield d
+    finally:
+        subprocess.run(["chattr", "-i", str(d)], check=True)
+
+
+def test_a_read_only_store_is_refused_before_the_work(tmp_path, read_only_dir, capsys):
+    corpus = _text_corpus(tmp_path / "corpus")
+    rc = main(["extract", str(corpus), "--dataset", "d", "--store", str(tmp_path / "store"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "not writable" in err and len(err.splitlines()) == 1, err
+    assert not payload_dir(tmp_path / "store", "d").exists()  # refused before any item was extracted
 
 
 def _text_corpus(root: Path, n_items: int = 6) -> Path:
