@@ -36,7 +36,7 @@ from pydantic import BaseModel
 from pipeline import payload
 from pipeline.assemble import summarize, write_quarantine, write_streamed
 from pipeline.atomic import write_text_atomic
-from pipeline.errors import AffectflowError, InputError, ItemError
+from pipeline.errors import AffectflowError, InputError, ItemError, StoreError
 from pipeline.extract import ExtractConfig, prepare_config, quarantine_record
 from pipeline.extractors.base import MediaItem
 from pipeline.provenance import StageConfig, hash_file, hash_json, library_versions
@@ -323,7 +323,12 @@ def extract_corpus(
             nonlocal loaded
             _kill_hook("write", loaded)
             loaded += 1
-            return payload.load(pdir / records[i]["payload"])
+            try:
+                return payload.load(pdir / records[i]["payload"])
+            except InputError as e:  # a damaged cache entry: forget it, so the next run recomputes the item
+                (pdir / f"{records[i]['key']}.json").unlink(missing_ok=True)
+                raise StoreError(f"the cached result of item {records[i]['item_id']!r} is damaged ({e}); it was "
+                                 "removed, run again to extract that item anew") from e
 
         path = write_streamed(records, load, store=store, dataset=dataset, feature_set=feature_set, cfg=cfg,
                               extra={"corpus": corpus.source, **(extra or {})})

@@ -181,3 +181,24 @@ def test_each_item_is_one_row_group_of_the_feature_set(tmp_path):
     s = extract_corpus(corpus, store=tmp_path / "store", dataset="d", cfg=TEXT_ONLY)
     for name in ("extracted", "extracted.seq"):
         assert pq.ParquetFile(tmp_path / "store" / "d" / f"{name}.parquet").num_row_groups == s.n_items == 5
+
+
+def test_a_damaged_cached_item_is_refused_then_recomputed(tmp_path, capsys):
+    corpus = _text_corpus(tmp_path / "corpus", n_items=4)
+    extract_corpus(corpus, store=tmp_path / "ref", dataset="d", cfg=TEXT_ONLY)
+    extract_corpus(corpus, store=tmp_path / "store", dataset="d", cfg=TEXT_ONLY)
+    victim = sorted(payload_dir(tmp_path / "store", "d").glob("*.npz"))[1]
+    raw = bytearray(victim.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # inside a zip member: its CRC no longer matches
+    victim.write_bytes(bytes(raw))
+    cfg = tmp_path / "extract.json"
+    cfg.write_text(TEXT_ONLY.model_dump_json())
+    argv = ["extract", str(corpus), "--dataset", "d", "--store", str(tmp_path / "store"), "--config", str(cfg),
+            "--no-progress", "--json"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is damaged" in err and "run again" in err and len(err.splitlines()) == 1, err
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["n_computed"], summary["n_cached"]) == (1, 3)
+    _same_store(tmp_path / "store", tmp_path / "ref")
