@@ -37,6 +37,7 @@ from pipeline.provenance import StageConfig
 # JSON results with no object hooks: a tampered result file can at worst fail to parse.
 SAFE_JSON = JSONSerializer(object_encoder=None, object_decoder=None)
 
+
 class OrchestrationConfig(StageConfig):
     """How a flow runs its tasks; saved with the run like every other config."""
 
@@ -132,9 +133,9 @@ def _cache_key(context, parameters: dict[str, Any]) -> str:  # noqa: ARG001
     retry_jitter_factor=0.5,
     retry_condition_fn=is_transient,
 )
-def extract_video(item: Any, cfg: StageConfig, key: str, payload_dir: str, fn: str = DEFAULT_ITEM_FN) -> dict:
+def extract_video(item: Any, cfg: StageConfig, key: str, pdir: str, fn: str = DEFAULT_ITEM_FN) -> dict:
     """Extract one video (``pipeline.engine.run_item``); returns its JSON record, what Prefect caches."""
-    return run_item(item, cfg, key, payload_dir, fn)
+    return run_item(item, cfg, key, pdir, fn)
 
 
 def extract_video_task(orch: OrchestrationConfig, store: str | os.PathLike, dataset: str):
