@@ -40,7 +40,8 @@ from pipeline.errors import AffectflowError, InputError, ItemError, StoreError
 from pipeline.extract import ExtractConfig, prepare_config, quarantine_record
 from pipeline.extractors.base import MediaItem
 from pipeline.provenance import StageConfig, hash_file, hash_json, library_versions
-from pipeline.store import check_writable, dataset_writer, remove_stale_temp_files
+from pipeline.store import dataset_writer
+from pipeline.writers import check_writable, remove_stale_temp_files
 
 DEFAULT_ITEM_FN = "pipeline.extract:extract_item"
 # Source whose change must invalidate cached items (relative to the project root).

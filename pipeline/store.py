@@ -20,24 +20,19 @@ leaves a file a reader would accept (readers also skip names starting with ``.``
 
 * every data page carries a CRC (Parquet page checksums), verified by every read, and the metadata
   JSON carries its SHA-256 under ``affectflow.sha256``: a flipped byte is refused with the file's name;
-* one writer per dataset (:func:`dataset_writer`: a ``flock`` on ``<dataset>/.lock``, released by the
-  kernel even on kill -9); the writer first removes the temp files a killed writer left, and checks
-  write permission and free space before any work;
+* one writer per dataset (:func:`dataset_writer`, ``pipeline.writers``: a ``flock`` on
+  ``<dataset>/.lock``, released by the kernel even on kill -9); the writer first removes the temp files
+  a killed writer left, and checks write permission and free space before any work;
 * :func:`write_feature_set_chunks` writes one row group per chunk (one extracted item), so memory is
   bounded by a chunk however large the feature set.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import os
 import re
-import shutil
-import threading
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,12 +48,11 @@ from pipeline.atomic import atomic_path
 from pipeline.errors import InputError, SplitError, StoreError
 from pipeline.provenance import hash_json, library_versions
 from pipeline.segments import SEGMENT_FIELDS, SPLITS
+from pipeline.writers import folder_writer
 
 SCHEMA_VERSION = 1
 META_KEY = b"affectflow"
 META_HASH_KEY = b"affectflow.sha256"
-# Free space kept beyond what a write needs: a store filled to the last byte breaks every other writer too.
-FREE_SPACE_MARGIN = 64 << 20
 PARQUET_OPTIONS = {"compression": "zstd", "write_page_checksum": True}
 KEY_COLUMNS = ("dataset", "video_id", "segment_id", "segment_index", "start", "end", "split")
 LABEL_COLUMNS = ("label_bin", "label_class", "score")
@@ -305,76 +299,9 @@ def write_feature_set_chunks(store: str | Path, meta: FeatureSetMeta, chunks: It
     return path
 
 
-# ------------------------------------------------------------------------------------------ writers
-
-_HELD: dict[Path, int] = {}  # lock files this process holds -> depth (a writer may call another writer)
-_HELD_LOCK = threading.Lock()
-
-
-@contextmanager
-def dataset_writer(store: str | Path, dataset: str, need_bytes: int = 0) -> Iterator[Path]:
-    """Exclusive right to write ``store/dataset``: refuses a second writer (another process) with a clear
-    message, removes stale temp files, checks write permission and ``need_bytes`` of free space."""
-    root = Path(store) / validate_name(dataset, "dataset")
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise StoreError(f"cannot create the dataset folder ({e.strerror})", path=root) from e
-    lock = (root / ".lock").resolve()
-    with _HELD_LOCK:
-        depth = _HELD.get(lock, 0)
-        if depth:
-            _HELD[lock] = depth + 1
-    if depth:
-        try:
-            check_writable(root, need_bytes)
-            yield root
-        finally:
-            with _HELD_LOCK:
-                _HELD[lock] -= 1
-        return
-    try:
-        fh = open(lock, "a+")  # noqa: SIM115 - held for the whole block
-    except OSError as e:
-        raise StoreError(f"the store is not writable ({e.strerror})", path=root) from e
-    with fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            fh.seek(0)
-            raise StoreError(f"another process is writing to this dataset ({fh.read().strip() or 'pid unknown'}); "
-                             "wait for it to finish", path=root) from e
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()}")
-        fh.flush()
-        remove_stale_temp_files(root)
-        check_writable(root, need_bytes)
-        with _HELD_LOCK:
-            _HELD[lock] = 1
-        try:
-            yield root
-        finally:
-            with _HELD_LOCK:
-                del _HELD[lock]
-
-
-def remove_stale_temp_files(root: Path) -> list[Path]:
-    """Temp files (``.<name>.<random>.tmp``) a killed writer left; only called under the writer lock."""
-    stale = [p for p in root.rglob(".*.tmp") if p.is_file()]
-    for p in stale:
-        p.unlink(missing_ok=True)
-    return stale
-
-
-def check_writable(root: Path, need_bytes: int = 0) -> None:
-    """Refuse before any work when the folder is not writable or has too little free space."""
-    if not os.access(root, os.W_OK | os.X_OK):
-        raise StoreError("the store is not writable (permission denied)", path=root)
-    free = shutil.disk_usage(root).free
-    if free < need_bytes + FREE_SPACE_MARGIN:
-        raise StoreError(f"not enough free space: {free / 2**20:.0f} MiB free, this write needs about "
-                         f"{(need_bytes + FREE_SPACE_MARGIN) / 2**20:.0f} MiB", path=root)
+def dataset_writer(store: str | Path, dataset: str, need_bytes: int = 0):  # noqa: ANN201 - context manager
+    """Exclusive right to write ``store/dataset`` (see ``pipeline.writers.folder_writer``)."""
+    return folder_writer(Path(store) / validate_name(dataset, "dataset"), need_bytes)
 
 
 # ---------------------------------------------------------------------------------------------- read
