@@ -79,3 +79,24 @@ def test_retries_quarantine_and_incremental_cache(request: pytest.FixtureRequest
     res, _ = _extract(request, corpus, "--max-error-rate", "0.2", fn=None)
     assert res.returncode == 1, res.stdout[-4000:]
     assert "1/4 items failed" in res.stdout and "simulated permanent failure" in res.stdout, res.stdout[-3000:]
+
+
+def test_the_flow_and_the_cli_are_one_engine(request: pytest.FixtureRequest, corpus: Path, tmp_path: Path) -> None:
+    """The same corpus through the Prefect flow and through `affectflow extract`: the same feature sets, the
+    same quarantine table, the same summary fields."""
+    server = get_server(request.config)
+    cfg = tmp_path / "text.json"
+    cfg.write_text(json.dumps({"text": [{"name": "glove", "keep_sequence": True}], "audio": [], "video": []}))
+    common = ["--dataset", "clips", "--json"]
+    flow = run([str(BIN / "affectflow"), "run", str(corpus), "--extract-only", "--store", str(tmp_path / "flow"),
+                "--extract-config", str(cfg), *common], server.env(), cwd=tmp_path, timeout=400)
+    cli = run([str(BIN / "affectflow"), "extract", str(corpus), "--store", str(tmp_path / "cli"), "--config", str(cfg),
+               "--no-progress", *common], server.env(), cwd=tmp_path, timeout=400)
+    assert flow.returncode == 0 and cli.returncode == 0, (flow.stdout[-3000:], cli.stdout[-3000:])
+    s_flow, s_cli = json_tail(flow.stdout), json_tail(cli.stdout)
+    assert set(s_cli) <= set(s_flow) and s_flow["task_runner"] == "threads"
+    for k in ("n_items", "n_segments", "items_done", "n_failed", "present_per_column", "reasons"):
+        assert s_flow[k] == s_cli[k], k
+    for name in ("extracted", "extracted.seq", "_quarantine/extracted"):
+        a, b = (pq.read_table(tmp_path / s / "clips" / f"{name}.parquet") for s in ("flow", "cli"))
+        assert a.replace_schema_metadata(None).equals(b.replace_schema_metadata(None)), name
