@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from prefect_server import free_port
@@ -28,7 +29,7 @@ SERVER_USER = "postgres"
 DB_USER, DB_PASSWORD, DB_NAME = "prefect", "prefect-test", "prefect"
 
 
-def unavailable(reason: str) -> None:
+def unavailable(reason: str) -> NoReturn:
     """Skip, or fail under CI, where a missing PostgreSQL is a broken set-up (see .ci/run)."""
     if os.environ.get("CI") == "true":
         pytest.fail(f"{reason} (CI=true: PostgreSQL is required, .ci/run installs Debian's postgresql)")
