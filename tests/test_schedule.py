@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import subprocess
 import time
 import urllib.request
@@ -76,6 +77,7 @@ def scheduling_server(request: pytest.FixtureRequest) -> Iterator[Server]:
             yield server
         finally:
             stop(server.proc)
+            shutil.rmtree(server.home, ignore_errors=True)
 
 
 def _tail(server: Server, *logs: Path) -> str:
