@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import postgres
 import pytest
 import yaml
-from postgres import postgres_database
 from prefect_server import BIN, QUICK_PARAMS, ROOT, Server, run, start_server, stop
 
 POOL = "affectflow-process"
@@ -70,7 +70,7 @@ def ts(iso: str) -> datetime:
 @pytest.fixture(params=["sqlite", "postgres"])
 def scheduling_server(request: pytest.FixtureRequest) -> Iterator[Server]:
     """A fresh server with a fast scheduler loop, on Prefect's default SQLite or on PostgreSQL."""
-    with postgres_database() if request.param == "postgres" else contextlib.nullcontext() as url:
+    with postgres.postgres_database() if request.param == "postgres" else contextlib.nullcontext() as url:
         settings = dict(SCHEDULER, **({"PREFECT_API_DATABASE_CONNECTION_URL": url} if url else {}))
         server = start_server(**settings)
         try:
@@ -82,6 +82,19 @@ def scheduling_server(request: pytest.FixtureRequest) -> Iterator[Server]:
 
 def _tail(server: Server, *logs: Path) -> str:
     return "\n".join(f"--- {p}:\n{p.read_text()[-3000:]}" for p in (server.log, *logs) if p.exists())
+
+
+@pytest.mark.parametrize("ci, outcome", [("true", pytest.fail.Exception), ("", pytest.skip.Exception)])
+def test_missing_postgres_skips_except_under_ci(ci: str, outcome: type, monkeypatch: pytest.MonkeyPatch,
+                                                tmp_path: Path) -> None:
+    """No initdb on PATH nor under the Debian layout: skip with the reason, but fail when CI=true."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(postgres, "DEBIAN_PG_LIB", tmp_path)
+    monkeypatch.setenv("CI", ci)
+    # BaseException: a skip where a failure is due must fail this test, not skip it.
+    with pytest.raises(BaseException) as raised, postgres.postgres_database():
+        pass
+    assert raised.type is outcome and "initdb, pg_ctl" in str(raised.value), raised
 
 
 @pytest.mark.slow
