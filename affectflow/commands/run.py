@@ -114,7 +114,8 @@ def orchestration_params(args: argparse.Namespace) -> dict:
     try:
         cfg = OrchestrationConfig(**params)
     except ValidationError as e:
-        raise InputError("; ".join(err["msg"].removeprefix("Value error, ") for err in e.errors())) from e
+        raise InputError("; ".join(".".join(map(str, err["loc"])) + (": " if err["loc"] else "")
+                                   + err["msg"].removeprefix("Value error, ") for err in e.errors())) from e
     if cfg.dask_address:
         url = urlparse(cfg.dask_address)
         try:
