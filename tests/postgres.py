@@ -76,7 +76,6 @@ def postgres_database() -> Iterator[str]:
         for p in (root, pwfile):
             os.chown(p, owner.pw_uid, owner.pw_gid)
     port = free_port()
-    started = False
     try:
         # Password auth over TCP, as the compose stack's server connects; trust on the private socket only.
         _check([str(bindir / "initdb"), "-D", str(data), "-U", DB_USER, f"--pwfile={pwfile}", "-E", "UTF8",
@@ -84,11 +83,10 @@ def postgres_database() -> Iterator[str]:
         opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
         _check([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", opts, "-w", "-t", "60", "start"],
                "pg_ctl start", log)
-        started = True
         _check([str(bindir / "createdb"), "-h", str(root), "-p", str(port), "-U", DB_USER, DB_NAME], "createdb", log)
         yield f"postgresql+asyncpg://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{port}/{DB_NAME}"
     finally:
-        if started:
+        if (data / "postmaster.pid").exists():  # also after a start that timed out but left a server
             subprocess.run(_as_server_user([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
                            capture_output=True, timeout=120)
         shutil.rmtree(root, ignore_errors=True)
