@@ -83,13 +83,15 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=5)
 
 
-def start_server() -> Server:
+def start_server(**settings: str) -> Server:
+    """``prefect server start`` on a free port; ``settings`` are extra server environment variables
+    (its database URL, the scheduler's loop intervals)."""
     home = Path(tempfile.mkdtemp(prefix="affectflow-prefect-"))
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     log = home / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(prefect_env(home))
+    env.update(prefect_env(home, **settings))
     with open(log, "w") as fh:
         proc = subprocess.Popen(
             [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
