@@ -17,8 +17,11 @@ OFFLINE_DEFAULTS: dict[str, str] = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
     "PREFECT_UI_ENABLED": "false",
-    "PREFECT_LOGGING_LEVEL": "WARNING",
 }
+# The CLI prints the pipeline's own progress (pipeline.logs.to_terminal); Prefect's console handler then
+# only adds a "Finished in state ..." line per task, so on the terminal it shows warnings and errors.
+# Only the console: every INFO line still reaches the run's logs on the server.
+CLI_CONSOLE_DEFAULTS: dict[str, str] = {"PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING"}
 
 
 def prefect_env(home: str | Path, api_url: str | None = None, **extra: str) -> dict[str, str]:
@@ -40,7 +43,7 @@ def configure_prefect(home: str | Path, *, override: bool = False) -> Path:
     chosen = None if override else os.environ.get("PREFECT_HOME")
     home = Path(chosen) if chosen else Path(home)
     home.mkdir(parents=True, exist_ok=True)
-    for key, value in prefect_env(home).items():
+    for key, value in {**prefect_env(home), **CLI_CONSOLE_DEFAULTS}.items():
         if override or key not in os.environ:
             os.environ[key] = value
     return home

@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow
 from prefect.states import Failed
 
 from flows.tasks import (
@@ -25,9 +25,12 @@ from flows.tasks import (
     quarantine_record,
     storage_path,
 )
+from flows.ui import run_name, tag_run
 from pipeline import payload
+from pipeline.logs import get_logger, progress_bar
 
 DEFAULT_ITEM_FN = "pipeline.extract:extract_item"
+log = get_logger("extract")
 
 
 def _outcome(item_id: str, future) -> dict[str, Any]:
@@ -44,7 +47,23 @@ def _outcome(item_id: str, future) -> dict[str, Any]:
     return {"item_id": item_id, "state": state.name, "record": None, "error": reason}
 
 
-@flow(name="extract-items", validate_parameters=False)
+def log_outcome(o: dict[str, Any]) -> None:
+    """One line per video: extracted / from cache / failed, and every quarantine reason it carries."""
+    if o["error"]:
+        log.warning("video %s: failed after retries: %s", o["item_id"], o["error"])
+        return
+    rec = o["record"]
+    how = "from cache" if o["state"] == "Cached" else "extracted"
+    if rec["payload"] is None:
+        log.warning("video %s (%s): quarantined, nothing extracted", o["item_id"], how)
+    else:
+        log.info("video %s: %s, %s feature columns", o["item_id"], how, rec["n_columns"])
+    for q in rec["quarantine"]:
+        log.warning("video %s: quarantined [%s/%s] %s", o["item_id"], q.get("modality") or "-",
+                    q.get("stage") or "-", q["reason"])
+
+
+@flow(name="extract-items", flow_run_name=run_name("extract-items"), validate_parameters=False)
 def extract_items(corpus: str, store: str, dataset: str, extract: dict | None, orchestration: dict,
                   item_fn: str = DEFAULT_ITEM_FN) -> list[dict[str, Any]]:
     """Map the per-video task over the corpus; returns one outcome per item (never raises per item)."""
@@ -61,7 +80,12 @@ def extract_items(corpus: str, store: str, dataset: str, extract: dict | None, o
     drop_corrupt_records(cache_dir(store, dataset) / "results")
     task = extract_video_task(orch, store, dataset)
     futures = [task.submit(it, cfg, k, str(pdir), item_fn) for it, k in zip(items, keys, strict=True)]
-    outcomes = [_outcome(it.item_id, f) for it, f in zip(items, futures, strict=True)]
+    bar = progress_bar(total=len(items), desc=f"extract {dataset}", unit="video")
+    outcomes = []
+    for it, f in zip(items, futures, strict=True):
+        outcomes.append(_outcome(it.item_id, f))
+        bar.update()
+    bar.close()
     # A cached record whose payload file was removed is stale: recompute just those items.
     stale = [i for i, o in enumerate(outcomes)
              if o["record"] and o["record"]["payload"] and not (pdir / o["record"]["payload"]).is_file()]
@@ -69,6 +93,8 @@ def extract_items(corpus: str, store: str, dataset: str, extract: dict | None, o
         fresh = task.with_options(refresh_cache=True)
         for i in stale:
             outcomes[i] = _outcome(items[i].item_id, fresh.submit(items[i], cfg, keys[i], str(pdir), item_fn))
+    for o in outcomes:
+        log_outcome(o)
     return outcomes
 
 
@@ -92,7 +118,7 @@ def summarise(outcomes: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-@flow(name="extract-corpus", log_prints=True)
+@flow(name="extract-corpus", flow_run_name=run_name("extract-corpus"), log_prints=True)
 def extract_corpus(corpus: str, store: str, dataset: str, feature_set: str = "extracted",
                    extract: dict | None = None, orchestration: dict | None = None,
                    item_fn: str = DEFAULT_ITEM_FN) -> dict[str, Any]:
@@ -100,7 +126,7 @@ def extract_corpus(corpus: str, store: str, dataset: str, feature_set: str = "ex
     from pipeline.corpus import load_corpus
     from pipeline.extract import ExtractConfig, prepare_config, write_extracted, write_quarantine
 
-    logger = get_run_logger()
+    tag_run(dataset, corpus)
     orch = OrchestrationConfig(**(orchestration or {}))
     store = str(storage_path(store).resolve())
     corpus = str(Path(corpus).resolve())
@@ -112,7 +138,7 @@ def extract_corpus(corpus: str, store: str, dataset: str, feature_set: str = "ex
     )
     summary = summarise(outcomes)
     summary.update({"dataset": dataset, "feature_set": feature_set, "task_runner": orch.task_runner})
-    logger.info("extraction: %(n_items)d items, %(n_computed)d computed, %(n_cached)d cached, "
+    log.info("extraction: %(n_items)d items, %(n_computed)d computed, %(n_cached)d cached, "
                 "%(n_failed)d failed, %(n_quarantine_records)d quarantine records", summary)
 
     pdir = cache_dir(store, dataset) / "payloads"
@@ -125,7 +151,7 @@ def extract_corpus(corpus: str, store: str, dataset: str, feature_set: str = "ex
         msg = (f"{summary['n_failed']}/{summary['n_items']} items failed (error rate {summary['error_rate']:.0%} "
                f"> max {orch.max_error_rate:.0%}); nothing written to {dataset}/{feature_set}; "
                f"reasons: {summary['reasons']}")
-        logger.error(msg)
+        log.error(msg)
         return Failed(message=msg, data=summary)
     path = write_extracted(results, store=store, dataset=dataset, feature_set=feature_set, cfg=cfg,
                            extra={"corpus": str(corpus)})

@@ -29,9 +29,12 @@ from prefect.serializers import JSONSerializer
 from prefect.tasks import exponential_backoff
 from pydantic import Field
 
+from flows.ui import route_pipeline_logs
 from pipeline import payload
 from pipeline.errors import AffectflowError, InputError, ItemError
 from pipeline.provenance import StageConfig, hash_file, hash_json, library_versions
+
+route_pipeline_logs()  # every flow imports this module: the pipeline's log lines reach the run's logs
 
 # JSON results with no object hooks: a tampered result file can at worst fail to parse.
 SAFE_JSON = JSONSerializer(object_encoder=None, object_decoder=None)

@@ -9,7 +9,10 @@ import json
 
 from prefect import flow, get_run_logger, task
 
+from flows.ui import route_pipeline_logs, run_name
 from pipeline.checkpoint import read_run_info
+
+route_pipeline_logs()
 
 
 @task(name="train-run", retries=0)
@@ -30,7 +33,7 @@ def train_task(config: dict, store: str, dataset: str, features: str | dict | No
     return {"run": str(train(cfg, store=store, dataset=dataset, features=features, out_dir=out_dir, progress=log.info))}
 
 
-@flow(name="train_model", log_prints=True)
+@flow(name="train_model", flow_run_name=run_name("train"), log_prints=True)
 def train_model(config: dict, store: str, dataset: str, out_dir: str, features: str | dict | None = None,
                 write_context: str | None = None) -> dict:
     """Train ``config`` (TrainConfig fields); returns run dirs and their best valid metrics."""

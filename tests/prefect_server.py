@@ -89,7 +89,8 @@ def start_server() -> Server:
     url = f"http://127.0.0.1:{port}/api"
     log = home / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(prefect_env(home))
+    # With its UI (the browser test reads its pages), which must call this port, not the default 4200.
+    env.update(prefect_env(home, PREFECT_UI_ENABLED="true", PREFECT_UI_API_URL=url))
     with open(log, "w") as fh:
         proc = subprocess.Popen(
             [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
