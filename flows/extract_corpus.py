@@ -52,12 +52,12 @@ def log_outcome(o: dict[str, Any]) -> None:
     if o["error"]:
         log.warning("video %s: failed after retries: %s", o["item_id"], o["error"])
         return
-    rec = o["record"]
-    how = "from cache" if o["state"] == "Cached" else "extracted"
+    rec, cached = o["record"], o["state"] == "Cached"
     if rec["payload"] is None:
-        log.warning("video %s (%s): quarantined, nothing extracted", o["item_id"], how)
+        log.warning("video %s: nothing extracted%s", o["item_id"], " (from cache)" if cached else "")
     else:
-        log.info("video %s: %s, %s feature columns", o["item_id"], how, rec["n_columns"])
+        log.info("video %s: %s, %s feature columns", o["item_id"], "from cache" if cached else "extracted",
+                 rec["n_columns"])
     for q in rec["quarantine"]:
         log.warning("video %s: quarantined [%s/%s] %s", o["item_id"], q.get("modality") or "-",
                     q.get("stage") or "-", q["reason"])

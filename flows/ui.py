@@ -48,13 +48,14 @@ def route_pipeline_logs() -> None:
 
 
 def run_name(flow: str) -> Callable[[], str]:
-    """``flow_run_name`` callable: ``<flow>-<dataset>-<UTC timestamp>`` from the run's parameters."""
+    """``flow_run_name`` callable: ``<flow>-<dataset>-<UTC timestamp>`` from the run's parameters
+    (``<flow>-<UTC timestamp>`` for flows without a dataset parameter)."""
 
     def name() -> str:
         from prefect.runtime import flow_run
 
-        dataset = flow_run.parameters.get("dataset") or "default"
-        return f"{flow}-{dataset}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        dataset = flow_run.parameters.get("dataset")
+        return "-".join([flow, *([dataset] if dataset else []), f"{datetime.now(UTC):%Y%m%d-%H%M%S}"])
 
     return name
 

@@ -2,8 +2,8 @@
 
 Stages log with the standard :mod:`logging` module under :data:`ROOT`; whoever runs them decides where
 the lines go: ``flows/`` forwards them to the Prefect run's logs (:mod:`flows.ui`), the CLI prints them
-on the terminal (:func:`to_terminal`). Progress bars show only on an interactive terminal, so workers,
-tests and CI logs get the log lines without the bars' control characters.
+on the terminal (:func:`to_terminal`). Progress bars show only after :func:`to_terminal` and only on an
+interactive terminal, so workers, tests and CI logs get the log lines without the bars' control characters.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 from tqdm import tqdm
 
 ROOT = "affectflow"
+_bars = {"on": False}  # switched on by to_terminal(): library callers (tune's workers, benches) get none
 
 
 def get_logger(name: str) -> logging.Logger:
@@ -25,7 +26,8 @@ def get_logger(name: str) -> logging.Logger:
 def progress_bar(iterable: Iterable[Any] | None = None, *, total: int | None = None, desc: str = "",
                  unit: str = "it") -> tqdm:
     # disable=None: tqdm turns itself off when stderr is not a TTY (a worker, a test, a CI log).
-    return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False, disable=None, dynamic_ncols=True)
+    return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False, disable=None if _bars["on"] else True,
+                dynamic_ncols=True)
 
 
 class TqdmHandler(logging.Handler):
@@ -39,7 +41,9 @@ class TqdmHandler(logging.Handler):
 
 
 def to_terminal(level: int = logging.INFO) -> None:
-    """Print the pipeline's log lines on stderr (once per process), above the progress bars."""
+    """Print the pipeline's log lines on stderr (once per process), above the progress bars, and show
+    the bars when stderr is a terminal."""
+    _bars["on"] = True
     log = logging.getLogger(ROOT)
     log.setLevel(level)
     if not any(isinstance(h, TqdmHandler) for h in log.handlers):

@@ -182,6 +182,13 @@ def flaky_extract(item, cfg):
     return extract_item(item, cfg)
 
 
+def describe(request: pytest.FixtureRequest, *args: str) -> list[dict]:
+    """Flow runs (name, tags, task run names, logs) as tests/run_api.py reads them from the test server."""
+    res = run([sys.executable, str(Path(__file__).with_name("run_api.py")), *args], get_server(request.config).env())
+    assert res.returncode == 0, res.stdout[-3000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
 def json_tail(stdout: str) -> dict:
     """The JSON document a ``--json`` command printed last (log lines may come before it)."""
     start = 0 if stdout.startswith("{") else stdout.index("\n{") + 1

@@ -4,14 +4,12 @@ pipeline's own log lines (stages with cache keys, one line per epoch, final metr
 
 from __future__ import annotations
 
-import json
 import re
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from prefect_server import Rebuilt, get_server, run, shared_rebuild
+from prefect_server import Rebuilt, describe, shared_rebuild
 
 pytestmark = pytest.mark.slow
 STAGES = ("ingest", "train-ucln-text", "train-ucln-audio", "train-ucln-video", "context-features", "train-argf")
@@ -20,13 +18,6 @@ STAGES = ("ingest", "train-ucln-text", "train-ucln-audio", "train-ucln-video", "
 @pytest.fixture(scope="module")
 def rebuilt(request: pytest.FixtureRequest) -> Rebuilt:
     return shared_rebuild(request.config)
-
-
-def describe(request: pytest.FixtureRequest, *args: str) -> list[dict]:
-    """Flow runs as tests/run_api.py reads them from the test server."""
-    res = run([sys.executable, str(Path(__file__).with_name("run_api.py")), *args], get_server(request.config).env())
-    assert res.returncode == 0, res.stdout[-3000:]
-    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")

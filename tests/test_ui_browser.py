@@ -155,6 +155,7 @@ def test_metrics_table_artifact_shows_accuracy(browser: webdriver.Chrome, rebuil
 def test_flow_run_page_shows_named_task_runs_and_pipeline_logs(browser: webdriver.Chrome, rebuilt: Rebuilt,
                                                                 shots: Path, request: pytest.FixtureRequest) -> None:
     fr = rebuilt.first["flow_run"]
+    browser.set_window_size(1400, 1700)  # tall enough for the header, the run graph's box and ~15 log lines
     open_page(browser, f"{ui_base(request)}/v2/runs/flow-run/{fr['id']}",
               "document.body.innerText.includes('affectflow.train')")
     text = browser.execute_script("return document.body.innerText")
