@@ -3,7 +3,7 @@ by selenium) opens the shared quick rebuild's pages on the test server (started 
 tests/prefect_server.py) and checks what a person sees: every report image loaded (natural width > 0),
 in the default (V2) and the V1 UI, and the metrics tables show the run's accuracy.
 
-Screenshots of the flow run page and the report go to $AFFECTFLOW_SCREENSHOTS when it is set (the ones
+Screenshots of the flow run page (logs, task runs) and the report go to $AFFECTFLOW_SCREENSHOTS when it is set (the ones
 in docs/ were made so), else to a temporary directory.
 """
 
@@ -163,3 +163,11 @@ def test_flow_run_page_shows_named_task_runs_and_pipeline_logs(browser: webdrive
                      "train-ucln-text", "ucln epoch   1/2"):
         assert expected in text, expected
     screenshot(browser, shots / "prefect-ui-flow-run.png")
+    # The Task Runs tab lists every stage under its own name.
+    open_page(browser, f"{ui_base(request)}/v2/runs/flow-run/{fr['id']}?tab=TaskRuns",
+              "document.body.innerText.includes('evaluate-argf-valid')")
+    text = browser.execute_script("return document.body.innerText")
+    for name in ("ingest-embedded", "train-ucln-text", "train-ucln-audio", "train-ucln-video", "train-argf",
+                 "context-features-ucln-context", "evaluate-argf-valid", "report-mosi"):
+        assert name in text, name
+    screenshot(browser, shots / "prefect-ui-task-runs.png")
