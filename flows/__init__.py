@@ -12,9 +12,11 @@ import os
 from pathlib import Path
 
 # Settings measured on this offline machine (see ../shared/DEPENDENCIES.md): ephemeral start-up takes
-# 10-13 s (default timeout 20 s), analytics would try the network.
+# 10-13 s (default timeout 20 s), analytics would try the network (the server's, and the client's, which
+# DO_NOT_TRACK turns off along with its notice on every terminal run).
 OFFLINE_DEFAULTS: dict[str, str] = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
     "PREFECT_UI_ENABLED": "false",
 }
