@@ -61,7 +61,12 @@ def run_name(flow: str) -> Callable[[], str]:
 
 
 def corpus_name(corpus: str | None) -> str:
-    return EMBEDDED_CORPUS if corpus is None else Path(corpus).name or str(corpus)
+    """The corpus folder's last two path parts (``data/corpus``; a manifest file names its folder)."""
+    if corpus is None:
+        return EMBEDDED_CORPUS
+    p = Path(corpus).resolve()
+    folder = p.parent if p.is_file() else p
+    return "/".join(folder.parts[-2:])
 
 
 def tag_run(dataset: str, corpus: str | None) -> list[str]:

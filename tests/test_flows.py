@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from prefect_server import BIN, Rebuilt, get_server, json_tail, run, shared_rebuild
+from prefect_server import BIN, Rebuilt, describe, get_server, json_tail, run, shared_rebuild
 
 from pipeline import payload
 from pipeline.errors import InputError
@@ -103,6 +103,9 @@ def test_rebuild_from_a_raw_corpus(request: pytest.FixtureRequest, mosi_dir: Pat
     assert res.returncode == 0, res.stdout[-4000:]
     s = json_tail(res.stdout)
     assert [x["stage"] for x in s["stages"]] == ["extract", "ucln-text", "context", "train-mlp"]
+    assert s["flow_run"]["name"].startswith("rebuild-mositext-")
+    assert {"dataset:mositext", f"corpus:{mosi_dir.parent.name}/{mosi_dir.name}"} <= set(
+        describe(request, s["flow_run"]["id"])[0]["tags"])
     assert s["stages"][0]["recomputed"] == "72/72 videos"  # 62 train + 10 valid videos (test held out)
     assert s["metrics"]["mlp"]["n"] == 240  # the honest-mosi valid split, from the corpus's split column
     for fs in ("extracted", "ucln-context"):
