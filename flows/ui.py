@@ -20,7 +20,7 @@ from prefect.context import FlowRunContext, TaskRunContext
 from prefect.logging.handlers import APILogHandler
 from prefect.settings import PREFECT_LOGGING_LEVEL
 
-from pipeline.logs import ROOT
+from pipeline.logs import ROOT, get_logger
 
 EMBEDDED_CORPUS = "embedded-mosi"
 
@@ -78,8 +78,12 @@ def tag_run(dataset: str, corpus: str | None) -> list[str]:
     if ctx is None or ctx.flow_run is None:
         return tags
     merged = sorted(set(ctx.flow_run.tags) | set(tags))
-    with get_client(sync_client=True) as client:
-        client.update_flow_run(ctx.flow_run.id, tags=merged)
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(ctx.flow_run.id, tags=merged)
+    except Exception as e:  # tags help a reader of the UI; they must never sink the run
+        get_logger("flows").warning("could not tag the flow run %s: %s", ctx.flow_run.name, e)
+        return tags
     return merged
 
 
