@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import flow
 from prefect.states import Failed
 
 from flows.tasks import (
@@ -23,7 +23,11 @@ from flows.tasks import (
     make_task_runner,
     storage_path,
 )
+from flows.ui import run_name, tag_run
 from pipeline.engine import DEFAULT_ITEM_FN, ExtractionFailed, Outcome
+from pipeline.logs import get_logger
+
+log = get_logger("extract")
 
 
 def _outcome(index: int, future) -> Outcome:
@@ -39,7 +43,7 @@ def _outcome(index: int, future) -> Outcome:
     return Outcome(index, state.name, None, f"after retries: {reason}")
 
 
-@flow(name="extract-items", validate_parameters=False)
+@flow(name="extract-items", flow_run_name=run_name("extract-items"), validate_parameters=False)
 def extract_items(corpus: str, store: str, dataset: str, extract: dict, keys: list[str], default_split: str,
                   orchestration: dict, item_fn: str = DEFAULT_ITEM_FN) -> list[Outcome]:
     """Map the per-video task over the corpus; one outcome per item (never raises per item)."""
@@ -63,7 +67,7 @@ def extract_items(corpus: str, store: str, dataset: str, extract: dict, keys: li
     return outcomes
 
 
-@flow(name="extract-corpus", log_prints=True)
+@flow(name="extract-corpus", flow_run_name=run_name("extract-corpus"), log_prints=True)
 def extract_corpus(corpus: str, store: str, dataset: str, feature_set: str = "extracted",
                    extract: dict | None = None, orchestration: dict | None = None,
                    item_fn: str = DEFAULT_ITEM_FN, default_split: str = "train",
@@ -72,7 +76,7 @@ def extract_corpus(corpus: str, store: str, dataset: str, feature_set: str = "ex
     from pipeline import engine
     from pipeline.extract import ExtractConfig
 
-    logger = get_run_logger()
+    tag_run(dataset, corpus)
     orch = OrchestrationConfig(**(orchestration or {}))
     store = str(storage_path(store).resolve())
     corpus = str(Path(corpus).resolve())
@@ -87,9 +91,9 @@ def extract_corpus(corpus: str, store: str, dataset: str, feature_set: str = "ex
                                         feature_set=feature_set, default_split=default_split, mapper=prefect_mapper,
                                         max_error_rate=orch.max_error_rate, text_cnn=text_cnn)
     except ExtractionFailed as e:
-        logger.error(str(e))
+        log.error(str(e))
         return Failed(message=str(e), data={**e.summary.model_dump(), "task_runner": orch.task_runner})
     out = {**summary.model_dump(), "task_runner": orch.task_runner}
-    logger.info("extraction: %(n_items)d items, %(n_computed)d computed, %(n_cached)d cached, "
+    log.info("extraction: %(n_items)d items, %(n_computed)d computed, %(n_cached)d cached, "
                 "%(n_failed)d failed, %(n_quarantine_records)d quarantine records", out)
     return out

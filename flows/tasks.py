@@ -29,10 +29,13 @@ from prefect.serializers import JSONSerializer
 from prefect.tasks import exponential_backoff
 from pydantic import Field, field_validator, model_validator
 
+from flows.ui import route_pipeline_logs
 from pipeline.engine import DEFAULT_ITEM_FN, payload_dir, run_item
 from pipeline.engine import code_version as code_version  # re-exported: flows.rebuild keys its stages with it
 from pipeline.errors import AffectflowError, InputError
 from pipeline.provenance import StageConfig
+
+route_pipeline_logs()  # every flow imports this module: the pipeline's log lines reach the run's logs
 
 # JSON results with no object hooks: a tampered result file can at worst fail to parse.
 SAFE_JSON = JSONSerializer(object_encoder=None, object_decoder=None)

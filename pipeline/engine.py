@@ -39,6 +39,7 @@ from pipeline.atomic import write_text_atomic
 from pipeline.errors import AffectflowError, InputError, ItemError, StoreError
 from pipeline.extract import ExtractConfig, prepare_config, quarantine_record
 from pipeline.extractors.base import MediaItem
+from pipeline.logs import get_logger, progress_bar
 from pipeline.provenance import StageConfig, hash_file, hash_json, library_versions
 from pipeline.store import dataset_writer
 from pipeline.writers import check_writable, remove_stale_temp_files
@@ -55,6 +56,7 @@ EXTRACTION_LIBRARIES = ("numpy", "torch", "opensmile", "librosa", "praat-parselm
 # once N items are recorded; "write:N" = once N row groups of the feature set are written (a temp file
 # is then on disk). Deterministic points, where a test with a timer would race.
 KILL_AT_ENV = "AFFECTFLOW_KILL_AT"
+log = get_logger("extract")
 # Room a feature set needs per segment beyond its payload (rough upper bound, checked before the work).
 BYTES_PER_SEGMENT = 64 << 10
 
@@ -265,6 +267,22 @@ def _summary(outcomes: list[Outcome], items: list[MediaItem], cols: list[str], d
     )
 
 
+def log_outcome(o: Outcome, item_id: str) -> None:
+    """One line per item: extracted / from an earlier run / failed, and every quarantine reason it carries."""
+    if o.error:
+        log.warning("video %s: failed: %s", item_id, o.error)
+        return
+    rec = o.record or {}
+    if not rec.get("vectors"):
+        log.warning("video %s: nothing extracted%s", item_id, " (from cache)" if o.state == "Cached" else "")
+    else:
+        log.info("video %s: %s, %d feature columns", item_id, "from cache" if o.state == "Cached" else "extracted",
+                 len(rec["vectors"]))
+    for q in rec.get("quarantine", []):
+        log.warning("video %s: quarantined [%s/%s] %s", item_id, q.get("modality") or "-", q.get("stage") or "-",
+                    q["reason"])
+
+
 def _kill_hook(phase: str, n_done: int) -> None:
     at = os.environ.get(KILL_AT_ENV, "")
     if at.partition(":")[0] == phase and n_done >= int(at.partition(":")[2]):
@@ -274,11 +292,9 @@ def _kill_hook(phase: str, n_done: int) -> None:
 def extract_corpus(
     corpus_path: str | Path, *, store: str | Path, dataset: str, cfg: ExtractConfig | None = None,
     feature_set: str = "extracted", default_split: str = "train", mapper: Mapper | None = None,
-    max_error_rate: float = 1.0, progress: bool = False, text_cnn: bool = False, extra: dict | None = None,
+    max_error_rate: float = 1.0, text_cnn: bool = False, extra: dict | None = None,
 ) -> ExtractSummary:
     """Extract every item of a corpus into ``store/dataset/feature_set`` (see the module docstring)."""
-    from tqdm import tqdm
-
     from pipeline.corpus import load_corpus
 
     t0 = time.perf_counter()
@@ -296,13 +312,14 @@ def extract_corpus(
         keys = [item_key(it, cfg, code) for it in items]
         outcomes: list[Outcome] = []
         names_seen: set[str] = set()
-        with tqdm(total=len(items), desc="items", unit="item", disable=not progress) as bar:
+        with progress_bar(total=len(items), desc=f"extract {dataset}", unit="video") as bar:
             for o in mapper(items, cfg, keys, pdir):
                 if o.record:  # dimension names are needed once per column: keep memory flat in the items
                     names = o.record.get("dim_names", {})
                     o.record["dim_names"] = {c: n for c, n in names.items() if c not in names_seen}
                     names_seen.update(names)
                 outcomes.append(o)
+                log_outcome(o, items[o.index].item_id)
                 bar.update(1)
                 _kill_hook("extract", len(outcomes))
         outcomes.sort(key=lambda o: o.index)

@@ -5,13 +5,14 @@ caching (unchanged corpus: nothing recomputed; one changed video: only that one)
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from prefect_server import BIN, get_server, json_tail, run
+from prefect_server import BIN, describe, get_server, json_tail, run
 
 GRID = ["bbaf2n", "brbk7n", "lbax4n"]
 pytestmark = pytest.mark.slow
@@ -57,6 +58,12 @@ def test_retries_quarantine_and_incremental_cache(request: pytest.FixtureRequest
     assert _attempts(work) == {**{g: 2 for g in GRID}, "broken": 1}  # retried once / never retried
     assert (s1["n_items"], s1["n_computed"], s1["n_cached"], s1["n_failed"]) == (4, 4, 0, 1)
     assert s1["failed_items"] == ["broken"]
+    # Each video's outcome and quarantine reason: on the terminal and in the extraction run's logs.
+    reason = re.compile(r"video broken: quarantined \[-/decode\] .*simulated permanent failure")
+    assert reason.search(res.stdout), res.stdout[-3000:]
+    logs = [g["message"] for r in describe(request, "--like", "extract-corpus-clips-%") for g in r["logs"]]
+    assert [m for m in logs if reason.fullmatch(m)] and "video broken: nothing extracted" in logs, logs
+    assert {f"video {g}: extracted, 3 feature columns" for g in GRID} <= set(logs), logs
     q = pd.read_parquet(work / "store" / "clips" / "_quarantine" / "extracted.parquet")
     assert "simulated permanent failure" in " ".join(q[q.item_id == "broken"]["reason"])
     fs = pq.read_table(work / "store" / "clips" / "extracted.parquet")

@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="then train the text-CNN on the TRAIN labels and write <feature-set>.textcnn")
     p.add_argument("--workers", type=int, default=1, choices=range(1, 257), metavar="N",
                    help="worker processes (one per core; default 1)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", action="store_true", help="no per-video lines or progress bars")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_run)
 
@@ -27,10 +27,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from pipeline.engine import extract_corpus, local_mapper
     from pipeline.extract import load_config
+    from pipeline.logs import to_terminal
 
+    if not args.no_progress:
+        to_terminal()  # one line per video (+ a progress bar on a terminal)
     cfg = load_config(args.config)
     summary = extract_corpus(args.corpus, store=args.store, dataset=args.dataset, cfg=cfg,
-                             feature_set=args.feature_set, progress=not args.no_progress,
+                             feature_set=args.feature_set,
                              default_split=args.default_split, mapper=local_mapper(args.workers),
                              text_cnn=args.text_cnn)
     print(json.dumps(summary.model_dump(), indent=2) if args.json else summary.format())

@@ -56,6 +56,9 @@ def _run(args: argparse.Namespace) -> int:
     from flows import configure_prefect
 
     home = configure_prefect(Path(args.out) / ".prefect")
+    from pipeline.logs import to_terminal
+
+    to_terminal()  # stage, epoch, per-video and metric lines (+ progress bars on a terminal)
     from prefect.exceptions import FailedRun
 
     from flows.rebuild import RebuildConfig, rebuild
