@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlparse
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from models.modalities import MODALITIES
 from pipeline.provenance import StageConfig
 from pipeline.train_config import Device
+
+# Transports a Dask scheduler listens on (distributed.comm).
+DASK_SCHEMES = ("tcp", "tls", "ucx", "ws", "wss")
 
 
 class OrchestrationConfig(StageConfig):
@@ -19,10 +23,39 @@ class OrchestrationConfig(StageConfig):
     max_workers: int = Field(2, ge=1, description="threads for the thread runner",
                              json_schema_extra={"cli": "--workers"})
     dask_workers: int = Field(2, ge=1, description="LocalCluster workers when no dask_address is given")
-    dask_address: str | None = Field(None, description="scheduler of an existing (multi-node) Dask cluster")
+    dask_address: str | None = Field(None, description="scheduler of an existing (multi-node) Dask cluster, "
+                                                       "e.g. tcp://HOST:8786 (implies the dask task runner)")
     retries: int = Field(2, ge=0, description="retries of a per-video task on transient errors")
     retry_backoff_s: float = Field(1.0, ge=0, description="first retry delay in seconds; doubles each retry")
     max_error_rate: float = Field(0.5, ge=0, le=1, description="fail extraction above this share of failed videos")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _address_implies_dask(cls, data: Any) -> Any:
+        # {"dask_address": ...} alone (a deployment parameter, `--dask-address`) means "run on that cluster".
+        if isinstance(data, dict) and data.get("dask_address") and "task_runner" not in data:
+            return {**data, "task_runner": "dask"}
+        return data
+
+    @field_validator("dask_address")
+    @classmethod
+    def _scheduler_address(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            url = urlparse(v)
+            ok = url.scheme in DASK_SCHEMES and bool(url.hostname) and url.port is not None
+        except ValueError:  # a port that is not a number
+            ok = False
+        if not ok:
+            raise ValueError(f"{v!r} is not a Dask scheduler address such as tcp://HOST:8786")
+        return v
+
+    @model_validator(mode="after")
+    def _address_needs_dask(self) -> OrchestrationConfig:
+        if self.dask_address and self.task_runner != "dask":
+            raise ValueError(f"dask_address needs task_runner 'dask', not {self.task_runner!r}")
+        return self
 
 
 class RebuildConfig(StageConfig):

@@ -164,16 +164,18 @@ def execute(stage: Stage) -> bool:
 
 def _link(src: Path, dst: Path) -> None:
     """Put the published file at its place in the live store (a hard link, swapped in atomically)."""
+    from pipeline.writers import folder_writer
+
     if dst.exists() and os.path.samefile(src, dst):
         return
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-    except OSError:  # no hard links here: a copy, still swapped in atomically
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    with folder_writer(dst.parent):  # the dataset's one writer, like every other write into it
+        tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(src, tmp)
+        except OSError:  # no hard links here: a copy, still swapped in atomically
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
 
 
 # ------------------------------------------------------------------------------------------ plan

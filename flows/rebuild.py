@@ -21,15 +21,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 
 from flows.config import RebuildConfig
 from flows.graph import Stage, execute, feature_set_digest, plan
 from flows.tasks import SAFE_JSON, drop_corrupt_records, storage_path
+from flows.ui import flow_run_info, run_name, tag_run
 from pipeline.atomic import write_text_atomic
 from pipeline.errors import StoreError
+from pipeline.logs import get_logger
 
 __all__ = ["RebuildConfig", "rebuild"]
+log = get_logger("rebuild")
 
 
 # ------------------------------------------------------------------------------------- stage plumbing
@@ -49,6 +52,7 @@ def run_stage(stage: Stage, cache_root: Path) -> dict:
     """Run a stage through Prefect (the index); its published output decides whether it is recomputed."""
     t = stage_task.with_options(name=stage.name, task_run_name=stage.name,
                                 result_storage=(cache_root / ".cache" / "_stages").resolve())
+    log.info("stage %s: start (key %s)", stage.name, stage.key)
     t0 = time.perf_counter()
     state = t(spec=stage.model_dump(), key=stage.key, return_state=True)
     result = state.result()
@@ -57,6 +61,7 @@ def run_stage(stage: Stage, cache_root: Path) -> dict:
         # set is linked back into the store).
         refresh = not stage.done
         if refresh:
+            log.info("stage %s: cached output is gone, recomputing", stage.name)
             state = t.with_options(refresh_cache=True)(spec=stage.model_dump(), key=stage.key, return_state=True)
             result = state.result()
         else:
@@ -64,8 +69,10 @@ def run_stage(stage: Stage, cache_root: Path) -> dict:
         computed = refresh and result["computed"]
     else:
         computed = result["computed"]
-    return {"stage": stage.name, "what": stage.output, "key": stage.key, "recomputed": computed,
-            "seconds": round(time.perf_counter() - t0, 2)}
+    secs = round(time.perf_counter() - t0, 2)
+    log.info("stage %s: end in %.2f s, %s (key %s)", stage.name, secs,
+             "recomputed" if computed else "its published output exists", stage.key)
+    return {"stage": stage.name, "what": stage.output, "key": stage.key, "recomputed": computed, "seconds": secs}
 
 
 @contextmanager
@@ -95,8 +102,8 @@ def clean_partials(store: Path, out: Path) -> list[Path]:
     return removed
 
 
-@task(name="evaluate")
-def evaluate(run_dir: str, split: str, store: str) -> dict:
+@task(name="evaluate", task_run_name="evaluate-{model_name}-{split}")
+def evaluate(run_dir: str, split: str, store: str, model_name: str) -> dict:
     from pipeline.evaluate import evaluate_run
 
     return evaluate_run(run_dir, split, store=store)
@@ -105,14 +112,19 @@ def evaluate(run_dir: str, split: str, store: str) -> dict:
 # ----------------------------------------------------------------------------------------------- flow
 
 
-def _extract(cfg: RebuildConfig, store: Path, log) -> dict:
+def _extract(cfg: RebuildConfig, store: Path) -> dict:
     """A raw-video corpus into the store through per-video extraction (its own per-video cache)."""
     from flows.extract_corpus import extract_corpus
 
+    log.info("stage extract: start (%s, per-video cache keys)", cfg.corpus)
+    t0 = time.perf_counter()
     summary = extract_corpus(corpus=cfg.corpus, store=str(store), dataset=cfg.dataset, feature_set=cfg.raw_set,
                              extract=cfg.extract, orchestration=cfg.orchestration.model_dump())
-    log.info("extraction summary: %s", summary)
-    return {"stage": "extract", "what": cfg.corpus, "recomputed": f"{summary['n_computed']}/{summary['n_items']} videos"}
+    secs = round(time.perf_counter() - t0, 2)
+    log.info("stage extract: end in %.2f s, %d videos recomputed, %d served from cache, %d failed",
+             secs, summary["n_computed"], summary["n_cached"], summary["n_failed"])
+    return {"stage": "extract", "what": cfg.corpus,
+            "recomputed": f"{summary['n_computed']}/{summary['n_items']} videos", "seconds": secs}
 
 
 def make_config(**given: Any) -> RebuildConfig:
@@ -120,7 +132,7 @@ def make_config(**given: Any) -> RebuildConfig:
     return RebuildConfig(**{k: v for k, v in given.items() if v is not None})
 
 
-@flow(name="rebuild", log_prints=True)
+@flow(name="rebuild", flow_run_name=run_name("rebuild"), log_prints=True)
 def rebuild(corpus: str | None = None, store: str | None = None, out: str | None = None, dataset: str | None = None,
             fusion: list[str] | None = None, ucln: dict | None = None, fusion_train: dict | None = None,
             fusion_model: dict | None = None, extract: dict | None = None,
@@ -133,7 +145,10 @@ def rebuild(corpus: str | None = None, store: str | None = None, out: str | None
                       fusion_train=fusion_train, fusion_model=fusion_model, extract=extract,
                       orchestration=orchestration, seed=seed, split=split, raw_features=raw_features, device=device,
                       context_features=context_features, modalities=modalities, ucln_model=ucln_model)
-    log = get_run_logger()
+    tags = tag_run(cfg.dataset, cfg.corpus)
+    run = flow_run_info()
+    log.info("%s: rebuild %s (tags %s), fusion %s, metrics on split %s%s", run["name"], cfg.dataset,
+             ", ".join(tags), cfg.fusion, cfg.split, f"; UI: {run['url']}" if run["url"] else "")
     store_p, out_p = storage_path(cfg.store).resolve(), storage_path(cfg.out).resolve()
     stages: list[dict] = []
     with store_lock(store_p):
@@ -142,7 +157,7 @@ def rebuild(corpus: str | None = None, store: str | None = None, out: str | None
             log.warning("removed %d partial files left by an interrupted run", len(removed))
         raw_digest = None
         if cfg.corpus is not None:
-            stages.append(_extract(cfg, store_p, log))
+            stages.append(_extract(cfg, store_p))
             raw_digest = feature_set_digest(store_p, cfg.dataset, cfg.raw_set)
         graph = plan(cfg, store_p, out_p, raw_digest)
         runs: dict[str, str] = {}
@@ -154,9 +169,10 @@ def rebuild(corpus: str | None = None, store: str | None = None, out: str | None
         timings: dict[str, float] = {}
         for name, run_dir in runs.items():
             t0 = time.perf_counter()
-            results[name] = evaluate(run_dir, cfg.split, str(store_p))
+            results[name] = evaluate(run_dir, cfg.split, str(store_p), name)
+            log.info("%s", metrics_line(name, results[name]))
             timings[f"evaluate-{name}"] = round(time.perf_counter() - t0, 2)
-        summary = {"config": cfg.model_dump(mode="json"), "stages": stages, "runs": runs,
+        summary = {"flow_run": run, "config": cfg.model_dump(mode="json"), "stages": stages, "runs": runs,
                    "metrics": {n: _scalars(r) for n, r in results.items()}}
         if report:
             from flows.report import publish_report
@@ -167,6 +183,13 @@ def rebuild(corpus: str | None = None, store: str | None = None, out: str | None
         summary["timings"] = timings
     _write_json(out_p / "report" / "summary.json", summary)
     return summary
+
+
+def metrics_line(name: str, res: dict) -> str:
+    """One line of final metrics, as the CLI's table shows them (percent)."""
+    pct = {k: f"{100 * res[k]:.2f}" for k in ("accuracy", "f1_weighted", "majority_accuracy") if k in res}
+    return (f"{name} on {res.get('split')} (n={res.get('n')}): accuracy {pct.get('accuracy')}%, weighted F1 "
+            f"{pct.get('f1_weighted')}% (majority class {pct.get('majority_accuracy', '-')}%)")
 
 
 def _scalars(res: dict) -> dict:

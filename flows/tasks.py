@@ -1,5 +1,8 @@
 """Task wrappers: per-video extraction (mapped, retried, cached) and the orchestration config.
 
+The per-item work is ``pipeline.engine.run_item`` (the same function the CLI's process pool runs);
+this module only gives it Prefect's policy.
+
 Failure policy
 * transient errors (anything that is not an :class:`~pipeline.errors.AffectflowError`: I/O hiccups,
   a worker that died, out-of-memory) are retried with exponential backoff and jitter;
@@ -7,19 +10,16 @@ Failure policy
   retried: the item goes to the quarantine table with its reason and the flow continues;
 * the flow fails only when the share of failed items exceeds ``max_error_rate``.
 
-Caching: a video's result is keyed by the file's content digest + the segment table + the extractor
-config hash + the extraction code version (:func:`item_key`). Results persist under
-``<store>/.cache/<dataset>/`` as a small JSON record (Prefect's result, no pickle) pointing at a safe
-``.npz`` payload (``pipeline.payload``). Unchanged videos are never recomputed; a changed file, segment
-table, config or extraction code changes the key of exactly the affected items.
+Caching: a video's result is keyed by ``pipeline.engine.item_key`` (content digest + segment table +
+extractor config hash + extraction code version). Prefect's result is a small JSON record (no pickle)
+under ``<store>/.cache/<dataset>/results`` pointing at the item's safe ``.npz`` payload
+(``pipeline.payload``). Unchanged videos are never recomputed; a changed file, segment table, config or
+extraction code changes the key of exactly the affected items.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 import os
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -29,28 +29,15 @@ from prefect.serializers import JSONSerializer
 from prefect.tasks import exponential_backoff
 
 from flows.config import OrchestrationConfig
-from pipeline import payload
-from pipeline.errors import AffectflowError, InputError, ItemError
-from pipeline.provenance import StageConfig, hash_file, hash_json, library_versions
+from flows.ui import route_pipeline_logs
+from pipeline.engine import DEFAULT_ITEM_FN, payload_dir, run_item
+from pipeline.errors import AffectflowError, InputError
+from pipeline.provenance import StageConfig
+
+route_pipeline_logs()  # every flow imports this module: the pipeline's log lines reach the run's logs
 
 # JSON results with no object hooks: a tampered result file can at worst fail to parse.
 SAFE_JSON = JSONSerializer(object_encoder=None, object_decoder=None)
-
-# Source whose change must invalidate cached features (relative to the project root).
-EXTRACTION_CODE = (
-    "pipeline/extract.py",
-    "pipeline/align.py",
-    "pipeline/media.py",
-    "pipeline/corpus.py",
-    "pipeline/text_cnn.py",
-    "pipeline/visual_cnn.py",
-    "pipeline/extractors/*.py",
-    "models/textcnn.py",
-    "models/c3d.py",
-)
-EXTRACTION_LIBRARIES = ("numpy", "torch", "opensmile", "librosa", "praat-parselmouth", "av",
-                        "opencv-python-headless", "dlib-bin", "gensim")
-
 
 def make_task_runner(cfg: OrchestrationConfig):
     """Threads by default; Dask (``prefect-dask``) for a local 2-worker cluster or a remote scheduler."""
@@ -65,37 +52,6 @@ def make_task_runner(cfg: OrchestrationConfig):
     from prefect.task_runners import ThreadPoolTaskRunner
 
     return ThreadPoolTaskRunner(max_workers=cfg.max_workers)
-
-
-# ------------------------------------------------------------------------------------------ cache keys
-
-
-def project_root() -> Path:
-    import pipeline
-
-    return Path(pipeline.__file__).resolve().parent.parent
-
-
-def code_version(patterns: Iterable[str] = EXTRACTION_CODE, libraries: Iterable[str] = EXTRACTION_LIBRARIES) -> str:
-    """Digest of the extraction source files that exist now, plus the versions of the libraries they use."""
-    root = project_root()
-    h = hashlib.sha256()
-    for pattern in patterns:
-        for path in sorted(root.glob(pattern)):
-            h.update(str(path.relative_to(root)).encode())
-            h.update(path.read_bytes())
-    h.update(hash_json(library_versions(libraries)).encode())
-    return h.hexdigest()[:16]
-
-
-def item_key(item: Any, cfg: StageConfig, code: str) -> str:
-    """Cache key of one video: content digest + segments (+ word timings) + config hash + code version."""
-    media = hash_file(item.path) if item.path is not None else "no-media"
-    tables = [
-        None if t is None else t.to_json(orient="split", date_format="iso", double_precision=15)
-        for t in (item.segments, getattr(item, "words", None))
-    ]
-    return hash_json({"media": media, "tables": tables, "config": cfg.config_hash(), "code": code})
 
 
 def storage_path(url: str | os.PathLike) -> Path:
@@ -113,8 +69,7 @@ def storage_path(url: str | os.PathLike) -> Path:
 
 
 def cache_dir(store: str | os.PathLike, dataset: str) -> Path:
-    # Hidden under the store (the store's readers skip dot-names), next to the data it speeds up.
-    return storage_path(store) / ".cache" / dataset
+    return payload_dir(storage_path(store), dataset).parent
 
 
 def drop_corrupt_records(directory: Path) -> list[Path]:
@@ -152,17 +107,6 @@ def is_transient(task, task_run, state) -> bool:  # noqa: ARG001 (Prefect's retr
     return False
 
 
-def resolve(dotted: str) -> Callable[..., Any]:
-    """``module:function`` -> the function (lets benches and tests swap the per-item function)."""
-    module, _, name = dotted.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def quarantine_record(item_id: str, stage: str, reason: str, modality: str | None = None,
-                      segment_id: str | None = None) -> dict:
-    return {"item_id": item_id, "segment_id": segment_id, "modality": modality, "stage": stage, "reason": reason}
-
-
 def _cache_key(context, parameters: dict[str, Any]) -> str:  # noqa: ARG001
     return parameters["key"]
 
@@ -178,25 +122,9 @@ def _cache_key(context, parameters: dict[str, Any]) -> str:  # noqa: ARG001
     retry_jitter_factor=0.5,
     retry_condition_fn=is_transient,
 )
-def extract_video(item: Any, cfg: StageConfig, key: str, payload_dir: str,
-                  fn: str = "pipeline.extract:extract_item") -> dict:
-    """Extract one video; returns a JSON record (what Prefect caches) pointing at the payload file.
-
-    A permanent ``ItemError`` for the whole item is turned into a quarantine record (and cached: the
-    same bytes with the same config fail the same way). Transient errors propagate, so Prefect retries.
-    """
-    try:
-        result = resolve(fn)(item, cfg)
-    except (ItemError, InputError) as e:
-        stage = getattr(e, "stage", "extract")
-        return {"item_id": item.item_id, "key": key, "payload": None, "n_columns": 0,
-                "quarantine": [quarantine_record(item.item_id, stage, str(e), getattr(e, "modality", None))]}
-    path = payload.save(result, Path(payload_dir) / f"{key}.npz")
-    # Per-modality failures travel inside the result (ItemResult.quarantine); copied here for the summary.
-    vectors = getattr(result, "vectors", None)
-    return {"item_id": item.item_id, "key": key, "payload": path.name,
-            "n_columns": None if vectors is None else len(vectors),
-            "quarantine": list(getattr(result, "quarantine", []))}
+def extract_video(item: Any, cfg: StageConfig, key: str, pdir: str, fn: str = DEFAULT_ITEM_FN) -> dict:
+    """Extract one video (``pipeline.engine.run_item``); returns its JSON record, what Prefect caches."""
+    return run_item(item, cfg, key, pdir, fn)
 
 
 def extract_video_task(orch: OrchestrationConfig, store: str | os.PathLike, dataset: str):

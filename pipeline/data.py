@@ -30,6 +30,7 @@ from pipeline.store import SPLITS, feature_set_path, list_feature_sets, read_fea
 from pipeline.train_config import LabelKind, StandardizeMode
 
 FeaturesArg = str | Mapping[str, str] | None
+BINARY_CLASS_NAMES = ("negative", "positive")  # label_bin 0 / 1
 _STD_FLOOR = 1e-6
 
 
@@ -344,6 +345,12 @@ class PreparedData:
     label_kind: Literal["bin", "class"]
     stats: dict[str, ModalityStats]
 
+    @property
+    def class_names(self) -> list[str] | None:
+        """Names of the predicted classes: the dataset's class names, or negative/positive for binary
+        sentiment (``label_bin`` 1 = positive score)."""
+        return list(BINARY_CLASS_NAMES) if self.label_kind == "bin" else self.joined.label_names
+
     def split(self, name: str, input_kind: Literal["utterance", "video"], require_labels: bool = True) -> SplitTensors:
         return split_tensors(self.joined, self.xs, self.y, name, input_kind, require_labels)
 
@@ -351,10 +358,6 @@ class PreparedData:
     @property
     def dims(self) -> dict[str, int]:
         return self.joined.dims
-
-    @property
-    def label_names(self) -> list[str] | None:
-        return self.joined.label_names
 
     @property
     def sources(self) -> dict[str, SourceInfo]:
@@ -375,7 +378,7 @@ class TrainSource(Protocol):
     @property
     def dims(self) -> dict[str, int]: ...
     @property
-    def label_names(self) -> list[str] | None: ...
+    def class_names(self) -> list[str] | None: ...
     @property
     def sources(self) -> dict[str, SourceInfo]: ...
     def data_hash(self) -> str: ...

@@ -48,7 +48,8 @@ class StageConfig(BaseModel):
 
                 data = yaml.safe_load(text)
         except Exception as e:  # noqa: BLE001 - any parse error is one clear line
-            raise InputError(f"not a valid {'TOML' if p.suffix == '.toml' else 'YAML/JSON'} file: {e}", path=p) from e
+            kind = "TOML" if p.suffix == ".toml" else "YAML/JSON"
+            raise InputError(f"invalid {cls.what}: not a valid {kind} file: {' '.join(str(e).split())}", path=p) from e
         if data is None:
             data = {}
         if not isinstance(data, dict):
@@ -56,8 +57,11 @@ class StageConfig(BaseModel):
         data.update({k: v for k, v in overrides.items() if v is not None})
         try:
             return cls(**data)
-        except (ValidationError, ValueError, TypeError) as e:
-            raise InputError(f"invalid {cls.what}: {e}", path=p) from e
+        except ValidationError as e:  # one line: "field: why; field: why"
+            why = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}" for err in e.errors())
+            raise InputError(f"invalid {cls.what}: {why}", path=p) from e
+        except (ValueError, TypeError) as e:
+            raise InputError(f"invalid {cls.what}: {' '.join(str(e).split())}", path=p) from e
 
 
 def canonical_json(obj: Any) -> str:

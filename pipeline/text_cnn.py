@@ -23,7 +23,7 @@ from pydantic import Field
 from models.base import Batch
 from models.textcnn import LENGTHS, pad_sequences
 from pipeline.checkpoint import load_run, read_history
-from pipeline.data import ModalityStats, SourceInfo, SplitTensors
+from pipeline.data import BINARY_CLASS_NAMES, ModalityStats, SourceInfo, SplitTensors
 from pipeline.errors import InputError, SplitError
 from pipeline.provenance import StageConfig, hash_json
 from pipeline.store import FeatureSet, ModalitySpec, Producer, make_meta, read_feature_set, write_feature_set
@@ -85,8 +85,8 @@ class WordSequences:
         return {self.column: self.fs.meta.modalities[self.column].dim}
 
     @property
-    def label_names(self) -> list[str] | None:
-        return self.fs.meta.label_names
+    def class_names(self) -> list[str] | None:
+        return list(BINARY_CLASS_NAMES) if self.label_kind == "bin" else self.fs.meta.label_names
 
     @property
     def sources(self) -> dict[str, SourceInfo]:

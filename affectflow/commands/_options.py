@@ -16,7 +16,7 @@ import typing
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from pipeline.errors import InputError
@@ -90,5 +90,7 @@ def build(cls: type[BaseModel], values: dict[str, Any], what: str = "options") -
     """``cls(**values)``; a validation error is one clear line (exit 2)."""
     try:
         return cls(**values)
-    except ValueError as e:
-        raise InputError(f"invalid {what}: {e}") from e
+    except ValidationError as e:  # one line: "field: why; field: why"
+        why = "; ".join(".".join(map(str, err["loc"])) + (": " if err["loc"] else "")
+                        + err["msg"].removeprefix("Value error, ") for err in e.errors())
+        raise InputError(f"invalid {what}: {why}") from e

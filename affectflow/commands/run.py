@@ -11,12 +11,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 from affectflow.commands._options import add_config_options, build, given
 from flows.config import OrchestrationConfig, RebuildConfig
+from pipeline.errors import InputError
+
+# How long `--dask-address` may take to accept a TCP connection before the run is refused.
+SCHEDULER_TIMEOUT_S = 10
 
 # RebuildConfig fields that are not plain options: nested training dicts (--ucln-epochs, --fusion-epochs,
 # or a deployment's parameters), the extraction config (--extract-config FILE), the orchestration
@@ -54,8 +60,14 @@ def config_from_args(args: argparse.Namespace) -> RebuildConfig:
         from pipeline.extract import load_config
 
         values["extract"] = load_config(args.extract_config).model_dump(mode="json")
-    values["orchestration"] = build(OrchestrationConfig, given(args, _FIELDS["orchestration"], "orch_"),
-                                    "orchestration options")
+    orch = build(OrchestrationConfig, given(args, _FIELDS["orchestration"], "orch_"), "orchestration options")
+    if orch.dask_address:  # refused here, in one line, rather than as a failed run
+        url = urlparse(orch.dask_address)
+        try:
+            socket.create_connection((url.hostname, url.port), timeout=SCHEDULER_TIMEOUT_S).close()
+        except OSError as e:
+            raise InputError(f"no Dask scheduler reachable at {orch.dask_address} ({e})") from e
+    values["orchestration"] = orch
     return build(RebuildConfig, {"corpus": args.corpus, **values}, "run options")
 
 
@@ -81,6 +93,9 @@ def _run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if args.plan:
         return _plan(cfg)
+    from pipeline.logs import to_terminal
+
+    to_terminal()  # stage, epoch, per-video and metric lines (+ progress bars on a terminal)
     if args.extract_only and not args.corpus:
         print("affectflow run: --extract-only needs a CORPUS", file=sys.stderr)
         return 2
