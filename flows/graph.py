@@ -130,6 +130,8 @@ class Stage(BaseModel):
     output: str  # the keyed, published output directory
     scratch: str  # where it is built first (a hidden .tmp-* directory that a restart removes)
     link: list[str] | None = None  # feature-set stages: [relative file in output, path in the live store]
+    label: str = ""  # how logs name it (e.g. train-ucln-text); not part of the key
+    run_name: str = ""  # its Prefect task run's name (e.g. context-features-ucln-context); not part of the key
     code: str = ""
     key: str = ""
 
@@ -208,7 +210,8 @@ def plan(cfg: RebuildConfig, store: Path, out: Path, raw_digest: str | None = No
     if cfg.corpus is None:
         data = sorted(str(p) for p in Path(EMBEDDED_DIR).iterdir() if p.is_file())
         ingest = _feature_stage("ingest", "pipeline.importers.table:import_embedded_default", store, cfg.dataset,
-                                cfg.raw_set, "store", inputs={"data": hash_files(data)})
+                                cfg.raw_set, "store", inputs={"data": hash_files(data)}, label="ingest",
+                                run_name="ingest-embedded")
         stages.append(ingest)
         raw_digest = ingest.key
     assert raw_digest is not None, "corpus mode: extract first, then plan with the raw features' digest"
@@ -218,7 +221,7 @@ def plan(cfg: RebuildConfig, store: Path, out: Path, raw_digest: str | None = No
     ucln = TrainConfig(model="ucln", model_cfg=cfg.ucln_model, seed=cfg.seed, device=cfg.device, **cfg.ucln)
     runs = {}
     for m in _modalities(cfg, store, raw_digest, stages):
-        s = Stage(name=f"ucln-{m}", fn="pipeline.train:train_stage",
+        s = Stage(name=f"ucln-{m}", label=f"train-ucln-{m}", run_name=f"train-ucln-{m}", fn="pipeline.train:train_stage",
                   config={"config": ucln.per_modality(m).model_dump(mode="json")},
                   paths={**common, "features": cfg.raw_set}, inputs={"features": raw_digest, "device": device},
                   dest_arg="out_dir", output=str(out / f"ucln-{m}" / "{key}"), scratch=str(out)).with_key()
@@ -226,6 +229,7 @@ def plan(cfg: RebuildConfig, store: Path, out: Path, raw_digest: str | None = No
         runs[m] = s
     context = _feature_stage(
         "context", "pipeline.context:write_context_features", store, cfg.dataset, cfg.context_features, "store",
+        label="context-features", run_name=f"context-features-{cfg.context_features}",
         config={"dataset": cfg.dataset, "feature_set": cfg.context_features},
         paths={"run_dir": {m: s.output for m, s in runs.items()}, "source_store": str(store)},
         inputs={m: s.key for m, s in runs.items()})
@@ -233,7 +237,8 @@ def plan(cfg: RebuildConfig, store: Path, out: Path, raw_digest: str | None = No
     for name in cfg.fusion:
         tcfg = TrainConfig(model=name, model_cfg=cfg.fusion_model.get(name, {}), seed=cfg.seed, device=cfg.device,
                            **cfg.fusion_train)
-        stages.append(Stage(name=f"train-{name}", fn="pipeline.train:train_stage",
+        stages.append(Stage(name=f"train-{name}", label=f"train-{name}", run_name=f"train-{name}",
+                            fn="pipeline.train:train_stage",
                             config={"config": tcfg.model_dump(mode="json")},
                             paths={**common, "features": cfg.context_features},
                             inputs={"features": context.key, "device": device},

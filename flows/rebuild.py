@@ -50,9 +50,10 @@ def stage_task(spec: dict, key: str) -> dict:
 
 def run_stage(stage: Stage, cache_root: Path) -> dict:
     """Run a stage through Prefect (the index); its published output decides whether it is recomputed."""
-    t = stage_task.with_options(name=stage.name, task_run_name=stage.name,
+    label = stage.label or stage.name
+    t = stage_task.with_options(name=stage.name, task_run_name=stage.run_name or stage.name,
                                 result_storage=(cache_root / ".cache" / "_stages").resolve())
-    log.info("stage %s: start (key %s)", stage.name, stage.key)
+    log.info("stage %s: start (cache key %s)", label, stage.key)
     t0 = time.perf_counter()
     state = t(spec=stage.model_dump(), key=stage.key, return_state=True)
     result = state.result()
@@ -61,7 +62,7 @@ def run_stage(stage: Stage, cache_root: Path) -> dict:
         # set is linked back into the store).
         refresh = not stage.done
         if refresh:
-            log.info("stage %s: cached output is gone, recomputing", stage.name)
+            log.info("stage %s: cached output is gone, recomputing", label)
             state = t.with_options(refresh_cache=True)(spec=stage.model_dump(), key=stage.key, return_state=True)
             result = state.result()
         else:
@@ -70,8 +71,9 @@ def run_stage(stage: Stage, cache_root: Path) -> dict:
     else:
         computed = result["computed"]
     secs = round(time.perf_counter() - t0, 2)
-    log.info("stage %s: end in %.2f s, %s (key %s)", stage.name, secs,
-             "recomputed" if computed else "its published output exists", stage.key)
+    # "served from cache": its published output (the record; Prefect's cache only indexes it) exists
+    log.info("stage %s: end in %.2f s, %s (cache key %s)", label, secs,
+             "recomputed" if computed else "served from cache", stage.key)
     return {"stage": stage.name, "what": stage.output, "key": stage.key, "recomputed": computed, "seconds": secs}
 
 
