@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from pipeline.align import align_to_segments, clip_to_segments
 from pipeline.errors import InputError, ItemError, StoreError
 from pipeline.extractors.base import Extractor, MediaItem
 from pipeline.extractors.registry import get_extractor_class, list_extractors
+from pipeline.media import MediaConfig, media_config, open_media
 from pipeline.provenance import StageConfig, hash_file, hash_json
 from pipeline.store import FeatureSet, ModalitySpec, Producer, make_meta, write_atomic, write_feature_set
 
@@ -56,16 +58,13 @@ def _default(modality: str) -> list[ExtractorSpec]:
     return []
 
 
-class ExtractConfig(StageConfig):
-    """What to extract and how: extractors per modality (+ their configs), decoding and pooling."""
+class ExtractConfig(MediaConfig):
+    """What to extract and how: extractors per modality (+ their configs), decoding (the
+    :class:`MediaConfig` fields, declared there once) and pooling."""
 
     text: list[ExtractorSpec] = Field(default_factory=lambda: _default("text"))
     audio: list[ExtractorSpec] = Field(default_factory=lambda: _default("audio"))
     video: list[ExtractorSpec] = Field(default_factory=lambda: _default("video"))
-    sample_rate: int = Field(16000, description="audio resampled once to this rate (mono)")
-    fps: float | None = Field(10.0, description="decoder's default frames per second (None = all); extractors "
-                              "that sample frames themselves (facet: track.fps) use their own rate")
-    max_side: int | None = Field(None, description="frames downscaled to this longest side (None = as decoded)")
     collapse: Literal["mean", "weighted_mean", "max", "min", "std"] = "mean"
     word_level: bool = Field(False, description="also align audio/visual onto the words of the first text column "
                              "(SDK semantics) -> '<column>_words' sequences in <feature_set>.seq, one row per word")
@@ -144,12 +143,7 @@ def _open(item: MediaItem, cfg: ExtractConfig) -> tuple[Any, str | None]:
     if item.path is None:
         return None, "no media file (transcript-only row)"
     try:
-        from pipeline.media import open_media
-    except ImportError as e:  # pragma: no cover - media.py is part of the project
-        return None, f"media decoding unavailable ({e})"
-    try:
-        return open_media(item.path, sample_rate=cfg.sample_rate, fps=cfg.fps, max_side=cfg.max_side,
-                          item=item.item_id), None
+        return open_media(item.path, media_config(cfg), item=item.item_id), None
     except ItemError as e:
         return None, str(e)
 
@@ -450,12 +444,18 @@ def load_config(path: str | Path | None) -> ExtractConfig:
         raise InputError(f"invalid extraction config: {e}", path=p) from e
 
 
+def default_workers() -> int:
+    """One extraction process per core this process may run on (extractors are single-threaded)."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
 def extract_corpus(
     corpus_path: str | Path, *, store: str | Path, dataset: str, cfg: ExtractConfig | None = None,
-    feature_set: str = "extracted", progress: bool = True, default_split: str = "train", workers: int = 1,
+    feature_set: str = "extracted", progress: bool = True, default_split: str = "train", workers: int | None = None,
 ) -> ExtractSummary:
     """Extract every item of a corpus into ``store/dataset/feature_set``, item by item (``workers`` > 1:
-    that many spawned processes, each holding one item at a time; results are gathered in corpus order)."""
+    that many spawned processes, each holding one item at a time; results are gathered in corpus order;
+    None = one per core available to this process)."""
     from tqdm import tqdm
 
     from pipeline.corpus import load_corpus
@@ -467,6 +467,7 @@ def extract_corpus(
     bars = {c: tqdm(total=len(corpus.items), desc=f"{c:<12}", unit="item", disable=not progress, position=i,
                     leave=True) for i, c in enumerate(["items", *cols])}
     results: list[ItemResult] = []
+    workers = default_workers() if workers is None else workers
     pool = None
     try:
         if workers > 1:  # one process per core: extractors are single-threaded; results keep corpus order
