@@ -6,7 +6,12 @@ Two protocols, both reported:
 * ``within``: train on all but the last segment of every clip, valid = the last segment (same people and
   clips: measures capacity to learn, not generalisation).
 
-    .venv/bin/python bench/visual_c3d_mead.py [--clips ../shared/data/clips] [--epochs 60]
+``--refit N`` sets the face tracker's ``refit_every`` (1 = the 68 landmarks fitted on every frame; the
+default carries them by optical flow between fits), so the downstream value of tracked landmarks can be
+compared with per-frame fitting. ``--facet`` adds the Facet-style check: per segment, mean and std of the
+30 Facet-style features, logistic regression (C = 1, standardised on train), leave-one-actor-out.
+
+    .venv/bin/python bench/visual_c3d_mead.py [--clips ../shared/data/clips] [--epochs 60] [--refit 1] [--facet]
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pipeline.align import align_to_segments
 from pipeline.extractors.base import MediaItem
 from pipeline.extractors.c3d_crops import FaceCropsConfig
 from pipeline.extractors.face import FaceTrackConfig
+from pipeline.extractors.facet import FacetConfig, FacetExtractor
 from pipeline.store import read_feature_set, write_feature_set
 from pipeline.visual_cnn import C3DTrainConfig, build_crop_store, train_c3d, write_c3d_features
 
@@ -52,22 +59,57 @@ def mead_corpus(clips: Path, seg: float, protocol: str, valid_actor: str = "W011
     return items, pd.DataFrame(rows), names
 
 
+def facet_check(clips: Path, seg: float, track: FaceTrackConfig) -> dict:
+    """Leave-one-actor-out accuracy of logistic regression on per-segment Facet-style statistics."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    items, rows, names = mead_corpus(clips, seg, "actor")
+    ex = FacetExtractor(FacetConfig(track=track))
+    feats = {}
+    for it in items:
+        tf = ex.extract(it, None)
+        win = it.segments[["start", "end"]].to_numpy(np.float64)
+        mean, std = align_to_segments(tf, win, "mean"), align_to_segments(tf, win, "std")
+        for sid, a, b, ok in zip(it.segments["segment_id"], mean.values, std.values, mean.present, strict=True):
+            if ok:
+                feats[sid] = np.concatenate([a, b])
+    rows = rows[rows["segment_id"].isin(feats)].reset_index(drop=True)
+    x = np.stack([feats[s] for s in rows["segment_id"]])
+    y = rows["label_class"].to_numpy()
+    actor = rows["video_id"].str.split("_").str[0].to_numpy()
+    accs = {}
+    for a in sorted(set(actor)):
+        tr, va = actor != a, actor == a
+        sc = StandardScaler().fit(x[tr])
+        clf = LogisticRegression(C=1.0, max_iter=5000).fit(sc.transform(x[tr]), y[tr])
+        accs[a] = round(float(clf.score(sc.transform(x[va]), y[va])), 4)
+    return {"valid_acc_per_held_out_actor": accs, "mean": round(float(np.mean(list(accs.values()))), 4),
+            "segments": len(rows), "chance": round(1 / len(names), 4)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clips", type=Path, default=ROOT.parent / "shared" / "data" / "clips")
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--seg", type=float, default=1.3)
-    ap.add_argument("--fps", type=float, default=12.0)
+    ap.add_argument("--fps", type=float, default=FaceTrackConfig().fps)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "visual_c3d_mead.json")
-    ap.add_argument("--protocols", nargs="+", default=["within", "actor"], choices=["within", "actor"])
+    ap.add_argument("--protocols", nargs="*", default=["within", "actor"], choices=["within", "actor"])
+    ap.add_argument("--refit", type=int, default=FaceTrackConfig().refit_every, help="tracker refit_every")
+    ap.add_argument("--facet", action="store_true", help="also the Facet-style logistic-regression check")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    results = {}
+    track = FaceTrackConfig(fps=args.fps, refit_every=args.refit)
+    results: dict = {}
+    if args.facet:
+        results["facet"] = facet_check(args.clips, args.seg, track)
+        print("facet", results["facet"], flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         items, segs, names = mead_corpus(args.clips, args.seg, "within")
-        cfg = FaceCropsConfig(track=FaceTrackConfig(fps=args.fps), clip_len=16)
+        cfg = FaceCropsConfig(track=track, clip_len=16)
         build_crop_store(items, segs, store=tmp, dataset="mead", feature_set="crops-within", cfg=cfg, label_names=names)
         t_crops = time.perf_counter() - t0
         # same crops, the other split: rewrite the split column only
