@@ -287,7 +287,7 @@ def render(res: dict) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for r in res["configs"]:
         lines.append(f"| {r['config']} | {r['workers']} | {r['media_seconds']:.1f} | {r['wall_s']:.1f} | "
-                     f"{r['realtime_wall']:.1f} | {r['x_decode_only']:.2f} | {r['realtime_cpu']:.1f} | "
+                     f"{r['realtime_wall']:.1f} | {r['x_decode_only'] or float('nan'):.2f} | {r['realtime_cpu']:.1f} | "
                      f"{r['peak_tree_rss_mb']} / {r['peak_tree_pss_mb']} |")
     lines += render_text(res)
     return "\n".join(lines) + "\n"

@@ -5,7 +5,9 @@ Reference: ``refit_every=1`` (the 68-point fit on every sampled frame). Tracked:
 (fit every N frames and whenever the flow degrades; Lucas-Kanade in between). Error per frame = mean
 point distance over the reference's inter-ocular distance, on the frames where both have a face;
 per clip: mean and 95th percentile over frames, and the error on the flow frames only. Also the CPU time
-of each (decode + tracking; one thread) and the share of flow frames.
+of each (decode + tracking; one thread), the share of flow frames, and, as a yardstick, the error of
+the old 5 fps default seen at 25 fps (each frame given the per-frame fit of the last 5-fps sample:
+sample-and-hold).
 
     .venv/bin/python bench/visual_tracking.py [--refit 3 5 10] [--fps 25]
 """
@@ -63,6 +65,15 @@ def landmark_error(ref: FaceTrack, other: FaceTrack) -> dict:
             "flow_mean_err_iod": float(np.mean(flow_errs)) if flow_errs else float("nan")}
 
 
+def hold_error(ref: FaceTrack, every: int) -> float:
+    """Mean error of holding every ``every``-th per-frame fit over the frames in between."""
+    errs = []
+    for i, f in enumerate(ref.frames):
+        held = ref.frames[i - i % every]
+        errs.append(float(np.linalg.norm(held.landmarks - f.landmarks, axis=1).mean() / max(inter_ocular(f.landmarks), 1e-6)))
+    return float(np.mean(errs)) if errs else float("nan")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clips", type=Path, default=SHARED / "clips")
@@ -75,7 +86,8 @@ def main() -> None:
     for path in clip_paths(args.clips):
         ref, cpu_ref = timed_track(path, FaceTrackConfig(fps=args.fps, refit_every=1))
         row = {"clip": f"{path.parent.name}/{path.name}", "sampled": 0 if ref is None else ref.n_sampled,
-               "face_frames_ref": 0 if ref is None else len(ref.frames), "cpu_s_ref": round(cpu_ref, 3)}
+               "face_frames_ref": 0 if ref is None else len(ref.frames), "cpu_s_ref": round(cpu_ref, 3),
+               "hold5fps_err_iod": round(hold_error(ref, 5), 4) if ref is not None else None}
         for n in args.refit:
             tr, cpu = timed_track(path, FaceTrackConfig(fps=args.fps, refit_every=n))
             row[f"cpu_s_refit{n}"] = round(cpu, 3)
@@ -90,6 +102,7 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     df = pd.DataFrame(rows)
     summary: dict = {"fps": args.fps, "clips": len(df), "cpu_s_ref": round(df["cpu_s_ref"].sum(), 2),
+                     "median_clip_hold5fps_err_iod": round(float(df["hold5fps_err_iod"].median()), 4),
                      "load_average": list(os.getloadavg())}
     for n in args.refit:
         ok = df[f"mean_err_iod_refit{n}"].notna() if f"mean_err_iod_refit{n}" in df else df["clip"].isna()
@@ -101,6 +114,12 @@ def main() -> None:
             "median_clip_p95_err_iod": round(float(df.loc[ok, f"p95_err_iod_refit{n}"].median()), 4),
             "face_frames": int(df[f"face_frames_refit{n}"].sum()), "face_frames_ref": int(df["face_frames_ref"].sum()),
         }
+    group = df["clip"].str.split("/").str[0]
+    summary["per_group_median_clip_mean_err_iod"] = {
+        g: {c.replace("mean_err_iod_", ""): round(float(v), 4) for c, v in
+            df[group == g][[f"mean_err_iod_refit{n}" for n in args.refit if f"mean_err_iod_refit{n}" in df]
+                           + ["hold5fps_err_iod"]].median().items()}
+        for g in sorted(set(group))}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"summary": summary, "per_clip": rows}, indent=1))
     print(json.dumps(summary, indent=1))

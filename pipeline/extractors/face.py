@@ -52,7 +52,7 @@ class FaceTrackConfig(StageConfig):
     max_side: int = Field(320, ge=64, le=2048, description="frames are downscaled to this longest side")
     refit_every: int = Field(5, ge=1, description="fit the landmarks every N sampled frames; optical flow "
                              "carries them in between (1 = fit every frame)")
-    max_flow_error: float = Field(0.04, gt=0, description="median forward-backward flow error (x IOD) above "
+    max_flow_error: float = Field(0.01, gt=0, description="median forward-backward flow error (x IOD) above "
                                   "which a frame is re-fitted")
     max_shape_drift: float = Field(0.08, gt=0, description="mean drift of the flowed shape from the last fitted "
                                    "one (upright, x IOD) above which a frame is re-fitted")
