@@ -13,9 +13,10 @@ Key frames and flow frames (see docs/visual.md for the measured cost in landmark
    shared clips), the fitter hallucinates non-converging shapes on non-faces (>= 0.09 on ``no_face.mp4``).
 2. *flow frame* (between key frames): the 68 points are carried from the previous frame by pyramidal
    Lucas-Kanade, which costs a tenth of a fit. The frame becomes a key frame instead when the flow
-   degrades: a point lost, a median forward-backward error above ``max_flow_error`` (x IOD), or a shape
+   degrades: a point lost, a median forward-backward error above ``max_flow_error`` (x IOD), a shape
    that drifted from the last fitted one by more than ``max_shape_drift`` (mean point distance in
-   upright IOD units: points sliding off the face deform it).
+   upright IOD units: points sliding off the face deform it), or a face crop that changed by more than
+   ``max_appearance_change`` since the last fit (a mouth opening or a blink under points that stay put).
 
 Frames are decoded once, as gray at ``max_side`` by the decoder's own scaler and upright (display-matrix
 rotation applied), by ``pipeline.media``. Frames without an accepted face are gaps: absent, never zeros.
@@ -56,6 +57,8 @@ class FaceTrackConfig(StageConfig):
                                   "which a frame is re-fitted")
     max_shape_drift: float = Field(0.08, gt=0, description="mean drift of the flowed shape from the last fitted "
                                    "one (upright, x IOD) above which a frame is re-fitted")
+    max_appearance_change: float = Field(0.02, gt=0, description="mean absolute change of the 24-px face crop "
+                                         "since the last key frame (0-1 grey levels) above which a frame is re-fitted")
     detect_every: int = Field(3, ge=1, description="run the detector every N key frames; fit in the track between")
     max_missed_detections: int = Field(2, ge=0, description="detector misses a track survives in a row")
     upsample: int = Field(0, ge=0, le=2, description="HOG detector upsampling (finds smaller faces, slower)")
@@ -132,6 +135,9 @@ def sampled_frames(item: MediaItem, media: MediaSource | None, fps: float, max_s
 # ----------------------------------------------------------------------------------------- tracking
 
 
+_LOOK = 24  # side of the crop compared by the appearance check
+
+
 class _Tracker:
     """State of one face track through consecutive sampled frames (downscaled pixels)."""
 
@@ -146,6 +152,7 @@ class _Tracker:
         self.pts: np.ndarray | None = None  # last accepted landmarks
         self.prev: np.ndarray | None = None  # the previous frame (flow)
         self.fit_shape: np.ndarray | None = None  # upright shape of the last fit
+        self.fit_look: np.ndarray | None = None  # small face crop at the last fit (appearance check)
         self.quality = float("inf")
         self.since_fit = 0
         self.missed = 0  # detector misses in a row while the track is kept alive by fitting alone
@@ -161,6 +168,7 @@ class _Tracker:
             pts, self.quality, source = self._key_frame(img, flowed)
             self.since_fit = 0
             self.fit_shape = None if pts is None else upright(pts.astype(np.float64))
+            self.fit_look = None if pts is None else face_crop(img, pts, _LOOK).astype(np.float32)
         self.prev, self.since_fit = img, self.since_fit + 1
         if pts is None:
             self.reset()
@@ -176,7 +184,12 @@ class _Tracker:
         if not iod > 2.0 or fb / iod > self.cfg.max_flow_error:
             return None
         drift = np.linalg.norm(upright(pts.astype(np.float64)) - self.fit_shape, axis=1).mean()
-        return pts if drift <= self.cfg.max_shape_drift else None
+        if drift > self.cfg.max_shape_drift:
+            return None
+        # what the flow cannot see: an expression that changes the face under points that stay put
+        # (a mouth opening, a blink) changes the crop that those points frame
+        look = np.abs(face_crop(img, pts, _LOOK).astype(np.float32) - self.fit_look).mean() / 255.0
+        return pts if look <= self.cfg.max_appearance_change else None
 
     def _key_frame(self, img: np.ndarray, flowed: np.ndarray | None) -> tuple[np.ndarray | None, float, str]:
         """Fit in the track's box, detect, or fall back to the whole frame; (landmarks, shift, source).
