@@ -5,8 +5,9 @@ OpenFace give), without fitting every frame.
 Key frames and flow frames (see docs/visual.md for the measured cost in landmark error):
 
 1. *key frame* (every ``refit_every`` sampled frames, and whenever the flow degrades): the landmarks are
-   fitted (dlib 68 points, ``landmarks.py``) in the box of the previous landmarks; every
-   ``detect_every`` key frames, or when that fit fails, the HOG detector runs first (the face nearest
+   fitted (dlib 68 points, ``landmarks.py``) in the box of the previous landmarks; once
+   ``detect_every`` sampled frames have passed since it last ran, or when that fit fails, the HOG
+   detector runs first, around the track (the face nearest
    the track, else the largest); on crop-shaped frames where nothing is found, the whole frame is the
    box (*whole-frame fallback*). Each fit is checked by its self-consistency shift (fit, re-derive the
    box, fit again; mean point shift / inter-ocular distance): real faces converge (median 0.015 on the
@@ -59,7 +60,8 @@ class FaceTrackConfig(StageConfig):
                                    "one (upright, x IOD) above which a frame is re-fitted")
     max_appearance_change: float = Field(0.02, gt=0, description="mean absolute change of the 24-px face crop "
                                          "since the last key frame (0-1 grey levels) above which a frame is re-fitted")
-    detect_every: int = Field(3, ge=1, description="run the detector every N key frames; fit in the track between")
+    detect_every: int = Field(15, ge=1, description="run the detector at the first key frame N sampled frames "
+                              "after the last detection (0.6 s at 25 fps); fit in the track between")
     max_missed_detections: int = Field(2, ge=0, description="detector misses a track survives in a row")
     upsample: int = Field(0, ge=0, le=2, description="HOG detector upsampling (finds smaller faces, slower)")
     track_max_shift: float = Field(0.08, gt=0, description="max self-consistency shift (x IOD) to accept a fit")
@@ -144,7 +146,7 @@ class _Tracker:
     def __init__(self, cfg: FaceTrackConfig) -> None:
         self.cfg = cfg
         self.frames: list[FaceFrame] = []
-        self.n_key = 0  # key frames so far: the detector runs on every ``detect_every``-th
+        self.since_detect = 0  # sampled frames since the detector last ran
         self.reset()
 
     def reset(self) -> None:
@@ -159,6 +161,7 @@ class _Tracker:
 
     def step(self, t: float, img: np.ndarray, scale: float) -> None:
         cfg = self.cfg
+        self.since_detect += 1
         pts, flowed, source = None, None, "flow"
         if self.pts is not None and self.prev is not None and cfg.refit_every > 1:
             flowed = self._flow(img)
@@ -197,8 +200,7 @@ class _Tracker:
         After a good flow the flowed shape is the first fit of the self-consistency check (one fit
         instead of two): fitted in its box, a real face stays where the flow put it."""
         cfg = self.cfg
-        self.n_key += 1
-        tried_track = self.pts is not None and self.n_key % cfg.detect_every != 0
+        tried_track = self.pts is not None and self.since_detect < cfg.detect_every
         if tried_track:
             if flowed is not None:
                 pts = fit(img, box_from_landmarks(flowed))
@@ -208,6 +210,7 @@ class _Tracker:
             if q <= cfg.track_max_shift:
                 return pts, q, "track"
         box = detect(img, cfg.upsample, self.box)
+        self.since_detect = 0
         if box is not None:
             self.missed = 0
             pts, q = fit_with_quality(img, box)  # the detector is the evidence: accepted whatever the shift
