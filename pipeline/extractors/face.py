@@ -63,6 +63,8 @@ class FaceTrackConfig(StageConfig):
     detect_every: int = Field(15, ge=1, description="run the detector at the first key frame N sampled frames "
                               "after the last detection (0.6 s at 25 fps); fit in the track between")
     max_missed_detections: int = Field(2, ge=0, description="detector misses a track survives in a row")
+    search_every: int = Field(5, ge=1, description="without a track, look for a face every N sampled frames "
+                              "(5 Hz at 25 fps: a face that appears is found within 0.2 s)")
     upsample: int = Field(0, ge=0, le=2, description="HOG detector upsampling (finds smaller faces, slower)")
     track_max_shift: float = Field(0.08, gt=0, description="max self-consistency shift (x IOD) to accept a fit")
     fallback_max_shift: float = Field(0.05, gt=0, description="stricter threshold for the whole-frame box")
@@ -147,9 +149,13 @@ class _Tracker:
         self.cfg = cfg
         self.frames: list[FaceFrame] = []
         self.since_detect = 0  # sampled frames since the detector last ran
-        self.reset()
+        self.since_search = 0  # sampled frames since the last search without a track
+        self.reset(search_now=True)
 
-    def reset(self) -> None:
+    def reset(self, *, search_now: bool) -> None:
+        """Forget the track; ``search_now``: look for a face on the next frame (else at the search rate)."""
+        if search_now:
+            self.since_search = self.cfg.search_every
         self.box: tuple | None = None  # last accepted box
         self.pts: np.ndarray | None = None  # last accepted landmarks
         self.prev: np.ndarray | None = None  # the previous frame (flow)
@@ -162,10 +168,15 @@ class _Tracker:
     def step(self, t: float, img: np.ndarray, scale: float) -> None:
         cfg = self.cfg
         self.since_detect += 1
+        if self.pts is None:  # no track: search at a lower rate, the frames between are gaps
+            self.since_search += 1
+            if self.since_search <= cfg.search_every:
+                return
+            self.since_search = 1
         pts, flowed, source = None, None, "flow"
         if self.pts is not None and self.prev is not None and cfg.refit_every > 1:
-            flowed = self._flow(img)
-            if flowed is not None and self.since_fit < cfg.refit_every:
+            flowed, good = self._flow(img)
+            if good and self.since_fit < cfg.refit_every:
                 pts = flowed
         if pts is None:
             pts, self.quality, source = self._key_frame(img, flowed)
@@ -174,25 +185,28 @@ class _Tracker:
             self.fit_look = None if pts is None else face_crop(img, pts, _LOOK).astype(np.float32)
         self.prev, self.since_fit = img, self.since_fit + 1
         if pts is None:
-            self.reset()
+            self.reset(search_now=self.pts is not None)  # a track just lost: look again on the next frame
             return
         self.box, self.pts = box_from_landmarks(pts), pts
         crop = face_crop(img, pts, cfg.crop_size) if cfg.crop_size else None
         self.frames.append(FaceFrame(t, pts / scale, tuple(v / scale for v in self.box), self.quality, source, crop))
 
-    def _flow(self, img: np.ndarray) -> np.ndarray | None:
-        """The landmarks carried by optical flow, or None when the flow degrades."""
+    def _flow(self, img: np.ndarray) -> tuple[np.ndarray | None, bool]:
+        """The landmarks carried by optical flow (None when Lucas-Kanade lost them) and whether they pass
+        the checks; carried landmarks that fail them still give the key frame its box and first fit."""
         pts, fb = flow(self.prev, img, self.pts)
         iod = inter_ocular(pts)
-        if not iod > 2.0 or fb / iod > self.cfg.max_flow_error:
-            return None
+        if not iod > 2.0 or not np.isfinite(fb):
+            return None, False
+        if fb / iod > self.cfg.max_flow_error:
+            return None, False
         drift = np.linalg.norm(upright(pts.astype(np.float64)) - self.fit_shape, axis=1).mean()
         if drift > self.cfg.max_shape_drift:
-            return None
+            return pts, False
         # what the flow cannot see: an expression that changes the face under points that stay put
         # (a mouth opening, a blink) changes the crop that those points frame
         look = np.abs(face_crop(img, pts, _LOOK).astype(np.float32) - self.fit_look).mean() / 255.0
-        return pts if look <= self.cfg.max_appearance_change else None
+        return pts, bool(look <= self.cfg.max_appearance_change)
 
     def _key_frame(self, img: np.ndarray, flowed: np.ndarray | None) -> tuple[np.ndarray | None, float, str]:
         """Fit in the track's box, detect, or fall back to the whole frame; (landmarks, shift, source).
@@ -233,7 +247,7 @@ def track_faces(item: MediaItem, media: MediaSource | None, cfg: FaceTrackConfig
     source: MediaFile | None = None
     for t, img, source in sampled_frames(item, media, cfg.fps, cfg.max_side):
         if times and t - times[-1] > 2.5 / cfg.fps:
-            tracker.reset()  # a jump between segment windows: re-detect, never track across it
+            tracker.reset(search_now=True)  # a jump between segment windows: re-detect, never track across it
         times.append(t)
         tracker.step(t, img, img.shape[1] / source.frame_size[0])
     if not times or source is None:
