@@ -2,7 +2,7 @@
 and CPU), the ratio to decoding alone, and the peak memory of the whole process tree; and, on request,
 text-only MOSI accuracy of our text features and the clean MOSI chain.
 
-Each configuration is a fresh process running the real corpus driver (``pipeline.extract.extract_corpus``,
+Each configuration is a fresh process running the real corpus driver (``pipeline.engine.extract_corpus``,
 what ``affectflow extract`` calls) on a copy of the 51 media files (50 shared clips + the MOUD video with
 its 5 utterances) under a manifest; ``workers`` > 1 spawns the driver's worker processes, so the memory
 measured is the sum of the resident memory of the whole tree (sampled every 50 ms; PSS, which counts
@@ -90,13 +90,14 @@ def child_decode(manifest: Path, fps: float) -> dict:
 
 
 def child_extract(manifest: Path, modalities: list[str], fps: float, workers: int, store: Path) -> dict:
-    from pipeline.extract import ExtractConfig, extract_corpus
+    from pipeline.engine import extract_corpus, local_mapper
+    from pipeline.extract import ExtractConfig
 
     full = ExtractConfig()
     video = [s.model_copy(update={"config": {**s.config, "track": {"fps": fps}}}) for s in full.video]
     cfg = ExtractConfig(**{"text": full.text, "audio": full.audio, "video": video,
                            **{m: [] for m in ("text", "audio", "video") if m not in modalities}})
-    s = extract_corpus(manifest, store=store, dataset="bench", cfg=cfg, progress=False, workers=workers)
+    s = extract_corpus(manifest, store=store, dataset="bench", cfg=cfg, mapper=local_mapper(workers))
     return {"media_seconds": s.media_seconds, "items": s.n_items, "items_done": s.items_done,
             "items_quarantined": s.items_quarantined, "seconds_per_column": s.seconds_per_column}
 
@@ -172,7 +173,8 @@ def mosi_text(work: Path) -> dict:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    from pipeline.extract import ExtractConfig, ExtractorSpec, extract_corpus
+    from pipeline.engine import extract_corpus
+    from pipeline.extract import ExtractConfig, ExtractorSpec
     from pipeline.store import read_feature_set
     from pipeline.text_cnn import TextCNNConfig, train_text_cnn
 
@@ -191,7 +193,7 @@ def mosi_text(work: Path) -> dict:
     t0 = time.perf_counter()
     cfg = ExtractConfig(text=[ExtractorSpec(name="glove", keep_sequence=True)], audio=[], video=[])
     s = extract_corpus(SHARED / "mosi" / "segments.csv", store=store, dataset="mosi", cfg=cfg,
-                       feature_set="glove", progress=False)
+                       feature_set="glove")
     out["extract_seconds"] = round(time.perf_counter() - t0, 2)
     fs = read_feature_set(store, "mosi", "glove")
     out["oov"] = fs.meta.extra["oov"]["text"]

@@ -71,7 +71,7 @@ def facet_check(clips: Path, track: FaceTrackConfig, segs: tuple[float, ...] = (
     items, _, _ = mead_corpus(clips, max(segs), "actor")
     whole = pd.DataFrame({"segment_id": ["all"], "start": [np.nan], "end": [np.nan]})
     # one tracking pass per clip, over the whole clip, pooled below onto each segmentation
-    timed = {it.item_id: ex.extract(MediaItem(it.item_id, it.path, whole), None) for it in items}
+    timed = {it.item_id: ex.extract(MediaItem(it.item_id, it.path, whole), None).features for it in items}
     out: dict = {}
     for seg in segs:
         items, rows, names = mead_corpus(clips, seg, "actor")

@@ -17,31 +17,24 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="split of rows whose manifest has none")
     p.add_argument("--text-cnn", action="store_true",
                    help="then train the text-CNN on the TRAIN labels and write <feature-set>.textcnn")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=int, default=None, choices=range(1, 257), metavar="N",
                    help="worker processes (default: one per available core)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-progress", action="store_true", help="no per-video lines or progress bars")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipeline.extract import extract_corpus, load_config
+    from pipeline.engine import extract_corpus, local_mapper
+    from pipeline.extract import load_config
+    from pipeline.logs import to_terminal
 
+    if not args.no_progress:
+        to_terminal()  # one line per video (+ a progress bar on a terminal)
     cfg = load_config(args.config)
     summary = extract_corpus(args.corpus, store=args.store, dataset=args.dataset, cfg=cfg,
-                             feature_set=args.feature_set, progress=not args.no_progress,
-                             default_split=args.default_split, workers=args.workers)
-    out = summary.model_dump()
-    if args.text_cnn:
-        from pipeline.text_cnn import TextCNNConfig, train_text_cnn
-
-        res = train_text_cnn(TextCNNConfig(), store=args.store, dataset=args.dataset,
-                             words_feature_set=f"{args.feature_set}.seq", out_feature_set=f"{args.feature_set}.textcnn")
-        out["text_cnn"] = res
-    if args.json:
-        print(json.dumps(out, indent=2))
-    else:
-        print(summary.format())
-        if args.text_cnn:
-            print(f"text-CNN: valid accuracy {out['text_cnn'].get('valid_accuracy')}, written {out['text_cnn']['path']}")
+                             feature_set=args.feature_set,
+                             default_split=args.default_split, mapper=local_mapper(args.workers),
+                             text_cnn=args.text_cnn)
+    print(json.dumps(summary.model_dump(), indent=2) if args.json else summary.format())
     return 0
