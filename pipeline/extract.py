@@ -25,7 +25,7 @@ from pipeline.align import align_to_segments, clip_to_segments
 from pipeline.errors import InputError, ItemError
 from pipeline.extractors.base import Extractor, MediaItem
 from pipeline.extractors.registry import get_extractor_class, list_extractors
-from pipeline.media import MediaConfig, media_config, open_media
+from pipeline.media import MediaConfig, media_config, open_media, segment_bounds
 from pipeline.provenance import StageConfig, hash_file, hash_json
 
 MODALITIES = ("text", "audio", "video")
@@ -124,14 +124,15 @@ def build_extractor(spec: ExtractorSpec) -> Extractor:
 
 
 def _resolve_times(item: MediaItem, duration: float | None) -> pd.DataFrame:
-    """Segment start/end with NaN (= whole file) filled: [0, duration], or [i, i+1] with no media."""
+    """Segment start/end with NaN (= whole file) filled: [0, duration] (``media.segment_bounds``, the one
+    rule), or [i, i+1] with no media."""
     seg = item.segments.reset_index(drop=True).copy()
-    for i in range(len(seg)):
-        if pd.isna(seg.at[i, "start"]) or pd.isna(seg.at[i, "end"]):
-            if duration is not None:
-                seg.at[i, "start"], seg.at[i, "end"] = 0.0, float(duration)
-            else:  # transcript-only, untimed: a pseudo-interval per segment so its words stay its own
-                seg.at[i, "start"], seg.at[i, "end"] = float(i), float(i + 1)
+    if duration is not None:
+        seg[["start", "end"]] = segment_bounds(seg, (0.0, float(duration)))
+        return seg
+    untimed = (seg["start"].isna() | seg["end"].isna()).to_numpy()
+    i = np.flatnonzero(untimed).astype(np.float64)  # transcript-only: a pseudo-interval per segment,
+    seg.loc[untimed, "start"], seg.loc[untimed, "end"] = i, i + 1  # so its words stay its own
     return seg
 
 
