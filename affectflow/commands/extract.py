@@ -17,8 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="split of rows whose manifest has none")
     p.add_argument("--text-cnn", action="store_true",
                    help="then train the text-CNN on the TRAIN labels and write <feature-set>.textcnn")
-    p.add_argument("--workers", type=int, default=1, choices=range(1, 257), metavar="N",
-                   help="worker processes (one per core; default 1)")
+    p.add_argument("--workers", type=int, default=None, choices=range(1, 257), metavar="N",
+                   help="worker processes (default: one per available core)")
     p.add_argument("--no-progress", action="store_true", help="no per-video lines or progress bars")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_run)
