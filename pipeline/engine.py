@@ -187,7 +187,10 @@ def local_mapper(workers: int | None = None, fn: str = DEFAULT_ITEM_FN) -> Mappe
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        from pipeline.procs import die_with_parent
+
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(run_item, items[i], cfg, keys[i], pdir, fn): i for i in todo}
             for f in as_completed(futures):
                 yield _guarded(futures[f], f.result)

@@ -29,8 +29,7 @@ def _run(args: argparse.Namespace) -> int:
     from pipeline.extract import load_config
     from pipeline.logs import to_terminal
 
-    if not args.no_progress:
-        to_terminal()  # one line per video (+ a progress bar on a terminal)
+    to_terminal(not args.no_progress)  # one line per video (+ a progress bar on a terminal)
     cfg = load_config(args.config)
     summary = extract_corpus(args.corpus, store=args.store, dataset=args.dataset, cfg=cfg,
                              feature_set=args.feature_set,
