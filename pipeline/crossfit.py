@@ -109,6 +109,54 @@ def fold_prepared(prep: PreparedData, train_videos: Sequence[str], standardize: 
     return replace(prep, joined=joined, xs=apply_standardizer(joined, stats), stats=stats)
 
 
+# --------------------------------------------------------- adapters for producers that write feature sets
+
+
+def cross_fit_feature_set(
+    store: str | Path,
+    dataset: str,
+    source: str,
+    *,
+    k: int,
+    seed: int,
+    heldout: Heldout,
+    full: str,
+    modality: str,
+    produce_set: Callable[[Path, str, str], object],
+) -> Path:
+    """Cross-fit a producer whose only interface is "read feature set ``source`` from a store, train on its
+    train rows, write feature set ``out`` for every row" (the text-CNN, the C3D).
+
+    Each fold runs ``produce_set(tmp_store, source, out)`` on a copy of ``source`` in a temporary store
+    where the fold's held-out training videos are moved to the test split, which no producer trains or
+    selects on. The training rows of the already written feature set ``full`` (all training videos) are
+    then replaced by their out-of-fold features, and its metadata records ``extra["cross_fit"]``.
+    """
+    import tempfile
+
+    from pipeline.store import read_feature_set, write_feature_set
+
+    src = read_feature_set(store, dataset, source)
+    done = read_feature_set(store, dataset, full)
+    if list(done.segments["segment_id"]) != list(src.segments["segment_id"]):
+        raise InputError(f"{dataset}/{full} does not have the rows of {dataset}/{source}, in order")
+    video = src.segments["video_id"].to_numpy()
+    with tempfile.TemporaryDirectory(prefix="crossfit-") as tmp:
+
+        def fit(videos: list[str]) -> np.ndarray:
+            seg = src.segments.copy()
+            seg.loc[(seg["split"] == "train").to_numpy() & ~np.isin(video, videos), "split"] = "test"
+            write_feature_set(tmp, type(src)(src.meta, seg, src.features, src.missing))
+            produce_set(Path(tmp), source, "fold")
+            return read_feature_set(tmp, dataset, "fold", modalities=[modality]).features[modality]
+
+        feats, info = cross_fit(src.segments, k=k, seed=seed, heldout=heldout, fit=fit,
+                                produce=lambda arr, rows: arr[rows], full=done.features[modality])
+    out = np.where(done.missing[modality][:, None], 0.0, feats).astype(np.float32)
+    meta = done.meta.model_copy(update={"extra": {**done.meta.extra, "cross_fit": info}})
+    return write_feature_set(store, type(done)(meta, done.segments, {**done.features, modality: out}, done.missing))
+
+
 # ----------------------------------------------------------------------------- metadata and warnings
 
 

@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="valid", help="split the metrics are reported on (default: valid)")
     p.add_argument("--ucln-epochs", type=int, default=None, help="upper bound on UCLN epochs")
     p.add_argument("--fusion-epochs", type=int, default=None, help="upper bound on fusion-model epochs")
+    p.add_argument("--cross-fit", type=int, default=None, metavar="K",
+                   help="folds (grouped by video) for the training rows' UCLN context features (default 5; 0 = "
+                        "in-sample, which leaks the training labels into the fusion model's inputs)")
     p.add_argument("--task-runner", choices=["threads", "dask"], default="threads",
                    help="how per-video tasks run: local threads, or a 2-worker Dask LocalCluster")
     p.add_argument("--workers", type=int, default=2, help="threads / Dask workers (default: 2)")
@@ -76,7 +79,7 @@ def _run(args: argparse.Namespace) -> int:
         summary = rebuild(corpus=args.corpus, store=args.store, out=args.out, dataset=args.dataset,
                           fusion=args.fusion, ucln=ucln, fusion_train=fusion_train, seed=args.seed,
                           split=args.split, extract=extract, orchestration=orchestration,
-                          raw_features=args.feature_set, report=not args.no_report)
+                          raw_features=args.feature_set, report=not args.no_report, cross_fit=args.cross_fit)
     except FailedRun as e:
         print(f"affectflow run: failed: {e}", file=sys.stderr)
         return 1
