@@ -115,7 +115,7 @@ def render(res: dict) -> str:
     for m in [*res["models"], "logreg"]:
         cells = []
         for tag in ("in", "cf"):
-            r = res["chains"][tag]["results"].get(m)
+            r = res["chains"].get(tag, {}).get("results", {}).get(m)
             if r is None:
                 cells.append("-")
             elif m == "logreg":
@@ -129,7 +129,7 @@ def render(res: dict) -> str:
     for name, r in res["logreg_extra"].items():
         lines.append(f"| {name} | {100 * r['accuracy']:.2f} |")
     for tag in ("in", "cf"):
-        if "audit" in res["chains"][tag]:
+        if "audit" in res["chains"].get(tag, {}):
             from pipeline.audit import format_audit
 
             lines += ["", f"Audit of the {'in-sample' if tag == 'in' else 'cross-fitted'} context features:", "",
@@ -160,7 +160,10 @@ def main() -> int:
             a.out.with_suffix(".json").write_text(json.dumps(res, indent=1, default=str))
             a.out.with_suffix(".md").write_text(render(res))
 
-        features(store, res["log"])
+        if not (store / "mosi" / "tcnn-cf.parquet").is_file():  # --work DIR of an earlier run: reuse its features
+            features(store, res["log"])
+        elif a.out.with_suffix(".json").is_file():
+            res["log"] = json.loads(a.out.with_suffix(".json").read_text())["log"]
         for tag in ("in", "cf"):
             res["logreg_extra"][f"raw inputs, {tag} text-CNN"] = logreg(
                 store, {"text": f"tcnn-{tag}", "audio": "bclstm-raw", "video": "glove-as-video"})
