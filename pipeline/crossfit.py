@@ -63,7 +63,10 @@ def cross_fit(
     """Features for every row of ``segments`` (``[N, D]``) and the record of how they were made.
 
     ``full``: an already fitted all-training-videos model for the non-train rows (else one is fitted).
+    A corpus with fewer training videos than ``k`` gets one fold per video (leave one video out).
     """
+    n_videos = segments.loc[segments["split"] == "train", "video_id"].nunique()
+    requested, k = k, min(k, n_videos)
     folds = video_folds(segments, k, seed)
     video = segments["video_id"].to_numpy()
     is_train = segments["split"].to_numpy() == "train"
@@ -86,6 +89,8 @@ def cross_fit(
         put(other, produce(full if full is not None else fit(list(folds)), other))
     assert out is not None
     info = {"k": k, "seed": seed, "groups": "video", "heldout": heldout, "n_train_videos": len(folds)}
+    if requested != k:
+        info["k_requested"] = requested
     return out, info
 
 
