@@ -84,7 +84,7 @@ def _context_of_run(run_dir: Path, store: str | Path | None, cross_fit_k: int = 
     assert out is not None
     crossfit_info = None
     if cross_fit_k:
-        with torch.enable_grad():
+        with torch.enable_grad():  # the fold UCLNs train inside this no-grad function
             out, crossfit_info = _cross_fit_context(model, info, prep, cross_fit_k, heldout)
     lineage = {
         "run": str(run_dir), "model": info.model, "model_cfg": info.model_cfg, "train_config": info.train_config,

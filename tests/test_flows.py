@@ -17,6 +17,7 @@ from prefect_server import BIN, Rebuilt, get_server, json_tail, run, shared_rebu
 from pipeline import payload
 from pipeline.errors import InputError
 from pipeline.extractors.base import MediaItem, TimedFeatures
+from pipeline.store import read_meta
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +53,16 @@ def test_rebuild_learns_and_reports(rebuilt: Rebuilt) -> None:
     assert m["accuracy"] > m["majority_accuracy"] + 0.05, m  # it learns (honest-mosi valid)
     report = rebuilt.root / "runs" / "report"
     text = (report / "report.md").read_text()
-    for heading in ("## Dataset", "## Metrics", "## Per-class results", "## Quarantine"):
+    for heading in ("## Dataset", "## Metrics", "## Per-class results", "## Quarantine", "## Feature audit (ucln-context)"):
         assert heading in text
-    for png in ("argf-confusion", "argf-training", "argf-tsne", "argf-vertex-weights"):
+    # the default chain cross-fits its context features; the audit still flags the published text / video
+    # inputs' leak, which no cross-fitting downstream can remove
+    assert read_meta(rebuilt.root / "store" / "mosi" / "ucln-context.parquet").extra["cross_fit"]["k"] == 5
+    assert "leaking: text, video" in text
+    for png in ("feature-audit", "argf-confusion", "argf-training", "argf-tsne", "argf-vertex-weights"):
         data = (report / f"{png}.png").read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, png
-        assert (Path(first["runs"]["argf"]) / "plots" / f"{png}.png").is_file()
+        assert png == "feature-audit" or (Path(first["runs"]["argf"]) / "plots" / f"{png}.png").is_file()
 
 
 @pytest.mark.slow
