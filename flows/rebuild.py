@@ -26,6 +26,7 @@ from pydantic import Field
 
 from flows.tasks import SAFE_JSON, OrchestrationConfig, code_version, drop_corrupt_records, storage_path
 from pipeline.atomic import write_text_atomic
+from pipeline.crossfit import CROSS_FIT_DEFAULT
 from pipeline.errors import StoreError
 from pipeline.provenance import StageConfig, hash_files, hash_json
 
@@ -51,7 +52,7 @@ class RebuildConfig(StageConfig):
     modalities: list[str] = list(MODALITIES)
     ucln: dict = Field(default_factory=lambda: {"epochs": 60, "patience": 15, "batch_size": 20})
     ucln_model: dict = Field(default_factory=dict)
-    cross_fit: int = Field(5, description="folds (by video) for the training rows' context features; 0 = in-sample")
+    cross_fit: int = Field(CROSS_FIT_DEFAULT, description="folds (by video) for the training rows' context features; 0 = in-sample")
     fusion: list[str] = ["argf"]
     fusion_train: dict = Field(default_factory=lambda: {"epochs": 40, "patience": 10, "batch_size": 32})
     fusion_model: dict = Field(default_factory=dict)

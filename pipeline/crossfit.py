@@ -19,13 +19,15 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
 import pandas as pd
 
-from pipeline.data import JoinedData, PreparedData, StandardizeMode, apply_standardizer, fit_standardizer
 from pipeline.errors import InputError
+
+if TYPE_CHECKING:  # pipeline.data imports torch; the CLI reads CROSS_FIT_DEFAULT from here at start-up
+    from pipeline.data import JoinedData, PreparedData, StandardizeMode
 
 P = TypeVar("P")
 Heldout = Literal["full", "average"]
@@ -107,6 +109,8 @@ def relabel(joined: JoinedData, rows: np.ndarray, split: str) -> JoinedData:
 def fold_prepared(prep: PreparedData, train_videos: Sequence[str], standardize: StandardizeMode) -> PreparedData:
     """``prep`` restricted to ``train_videos`` for training: the other training rows leave the train
     split, and standardisation statistics are refitted on the fold's training rows only."""
+    from pipeline.data import apply_standardizer, fit_standardizer
+
     seg = prep.joined.segments
     drop = np.flatnonzero((seg["split"].to_numpy() == "train") & ~np.isin(seg["video_id"].to_numpy(), list(train_videos)))
     joined = relabel(prep.joined, drop, OUT_OF_FOLD)

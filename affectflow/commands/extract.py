@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from pipeline.crossfit import CROSS_FIT_DEFAULT
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("extract", help="extract aligned text/audio/visual features of a corpus into the store")
@@ -17,6 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="split of rows whose manifest has none")
     p.add_argument("--text-cnn", action="store_true",
                    help="then train the text-CNN on the TRAIN labels and write <feature-set>.textcnn")
+    p.add_argument("--cross-fit", type=int, default=CROSS_FIT_DEFAULT, metavar="K",
+                   help="text-CNN: training rows' features from K fold models grouped by video "
+                        f"(default {CROSS_FIT_DEFAULT}; 0 = in-sample, which leaks the training labels)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (one per core; default 1)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -32,9 +37,9 @@ def _run(args: argparse.Namespace) -> int:
                              default_split=args.default_split, workers=args.workers)
     out = summary.model_dump()
     if args.text_cnn:
-        from pipeline.text_cnn import TextCNNConfig, train_text_cnn
+        from pipeline.text_cnn import TextCNNConfig, produce_text_cnn
 
-        res = train_text_cnn(TextCNNConfig(), store=args.store, dataset=args.dataset,
+        res = produce_text_cnn(TextCNNConfig(cross_fit=args.cross_fit), store=args.store, dataset=args.dataset,
                              words_feature_set=f"{args.feature_set}.seq", out_feature_set=f"{args.feature_set}.textcnn")
         out["text_cnn"] = res
     if args.json:
