@@ -9,7 +9,8 @@ Per modality, a probe (standardised L2 logistic regression) is scored three ways
 * **interval**: a bootstrap over the held-out *videos* (utterances of one video are not independent).
 
 A modality is flagged as **leaking** when its inside-train accuracy lies above the upper end of the
-held-out interval of the reference split (valid; test only when there is no valid split): features
+held-out interval of the reference split (valid; test only when there is no valid split; no verdict
+with fewer than ``min_heldout_videos`` held-out videos): features
 written by a network fitted on the training rows' labels separate those rows far better than any
 unseen video. Features that are honest score about the same inside train and held out.
 """
@@ -40,6 +41,8 @@ class AuditConfig(StageConfig):
     c_grid: tuple[float, ...] = C_GRID
     seed: int = 0
     label: LabelKind = "auto"
+    # Below this many held-out videos the interval says nothing (a 3-clip smoke corpus): no verdict.
+    min_heldout_videos: int = Field(5, ge=1)
 
 
 def _probe(c: float, seed: int):  # noqa: ANN202 - an sklearn pipeline
@@ -99,7 +102,8 @@ def audit_features(store: str | Path, dataset: str, features: FeaturesArg = None
                       "n_videos": len(set(video[rows]))}
         ref = res[heldout[0]]
         res["gap"] = inside - ref["accuracy"]
-        res["leaking"] = bool(inside > ref["hi"])
+        res["decided"] = ref["n_videos"] >= cfg.min_heldout_videos
+        res["leaking"] = bool(res["decided"] and inside > ref["hi"])
         out["modalities"][m] = res
     out["leaking"] = [m for m, r in out["modalities"].items() if r["leaking"]]
     return out
@@ -112,7 +116,8 @@ def format_audit(res: dict) -> str:
              f"[{100 * res['config']['level']:.0f}% interval] | gap | verdict |", "|---|---|---|---|---|---|"]
     for m, r in res["modalities"].items():
         h = r[ref]
-        verdict = "**LEAKING**: inside train above the interval" if r["leaking"] else "ok"
+        verdict = "**LEAKING**: inside train above the interval" if r["leaking"] else "ok" if r["decided"] else \
+            f"no verdict: {h['n_videos']} held-out videos (< {res['config']['min_heldout_videos']})"
         lines.append(f"| {m} | {r['feature_set']} ({r['producer']}) | {100 * r['inside_train']:.2f} | "
                      f"{100 * h['accuracy']:.2f} [{100 * h['lo']:.2f}, {100 * h['hi']:.2f}] | "
                      f"{100 * r['gap']:+.2f} | {verdict} |")

@@ -43,6 +43,10 @@ def test_published_mosi_text_and_video_leak_audio_does_not(store, feature_set):
     assert mods["audio"]["valid"]["lo"] <= mods["audio"]["inside_train"] <= mods["audio"]["valid"]["hi"]
     assert mods["text"]["valid"]["n"] == 240 and mods["text"]["valid"]["n_videos"] == 10
     assert mods["text"]["n_train_videos"] == 62
+    # with fewer held-out videos than the minimum there is no verdict at all
+    few = audit_features(store, "mosi", feature_set, FAST.model_copy(update={"min_heldout_videos": 11}))
+    assert few["leaking"] == [] and not any(r["decided"] for r in few["modalities"].values())
+    assert "no verdict: 10 held-out videos (< 11)" in format_audit(few)
 
 
 @pytest.fixture(scope="module")
