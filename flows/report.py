@@ -95,7 +95,8 @@ def publish_report(cfg: Any, results: dict[str, dict], runs: dict[str, str], sta
         notes=[f"source: {cfg.corpus or 'embedded MOSI bc-LSTM features (data/mosi)'}",
                f"metrics on split `{cfg.split}`; fusion models: {', '.join(cfg.fusion)}; seed {cfg.seed}"],
     )
-    path = write_text_atomic(dest / "report.md", f"{text}\n{audit_md}")
+    text = f"{text}\n{audit_md}"
+    path = write_text_atomic(dest / "report.md", text)
     write_text_atomic(dest / "metrics.json", json.dumps(results, indent=2, default=str))
     write_text_atomic(dest / "config.json", json.dumps(cfg.model_dump(mode="json"), indent=2))
     _artifacts(cfg.dataset, text, results, class_names, quarantine, plots)
