@@ -42,6 +42,13 @@ class InSampleFeaturesWarning(UserWarning):
     """A model is trained on features that a supervised producer wrote for its own training rows."""
 
 
+def check_cross_fit(k: int) -> int:
+    """``cross_fit`` is 0 (in-sample) or a number of folds K >= 2."""
+    if k != 0 and k < 2:
+        raise InputError(f"cross_fit must be 0 (in-sample) or a number of folds >= 2; got {k}")
+    return k
+
+
 def video_folds(segments: pd.DataFrame, k: int, seed: int) -> dict[str, int]:
     """Training video -> fold in ``0..k-1`` (a seeded shuffle, then round robin: sizes differ by <= 1)."""
     train = segments["split"].to_numpy() == "train"

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from test_visual_c3d import _mead
 
+from affectflow.cli import main
 from pipeline.crossfit import cross_fit, video_folds
 from pipeline.errors import InputError
 from pipeline.extract import ExtractConfig, ExtractorSpec, extract_corpus
@@ -79,3 +80,13 @@ def test_c3d_cross_fit_on_mead(clips_dir, tmp_path):
     assert fs.meta.extra["cross_fit"]["k"] == 2 and fs.features["video"].shape == (16, 100)
     assert sorted(p.name for p in (tmp_path / "c3d").glob("fold-*")) == ["fold-0", "fold-1"]
     assert np.isfinite(fs.features["video"]).all() and fs.features["video"][:8].std() > 0
+
+
+def test_cli_refuses_one_fold(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--cross-fit", "1", "--out", str(tmp_path / "runs")]) == 2
+    assert main(["train", "ucln", "--store", str(tmp_path), "--dataset", "x", "--out", str(tmp_path / "u"),
+                 "--cross-fit", "-1"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all("cross_fit must be 0 (in-sample) or a number of folds >= 2" in e for e in err)
+    assert not list(tmp_path.iterdir())  # nothing was started or written

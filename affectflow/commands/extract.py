@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from pipeline.crossfit import CROSS_FIT_DEFAULT
+from pipeline.crossfit import CROSS_FIT_DEFAULT, check_cross_fit
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from pipeline.extract import extract_corpus, load_config
 
+    check_cross_fit(args.cross_fit)
     cfg = load_config(args.config)
     summary = extract_corpus(args.corpus, store=args.store, dataset=args.dataset, cfg=cfg,
                              feature_set=args.feature_set, progress=not args.no_progress,

@@ -47,6 +47,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from flows import configure_prefect
+    from pipeline.crossfit import check_cross_fit
+
+    if args.cross_fit is not None:
+        check_cross_fit(args.cross_fit)
 
     home = configure_prefect(Path(args.out) / ".prefect")
     from prefect.exceptions import FailedRun

@@ -30,11 +30,13 @@ def _progress(quiet: bool):
 
 
 def _train(args: argparse.Namespace) -> int:
+    from pipeline.crossfit import check_cross_fit
     from pipeline.errors import InputError
 
     if args.model not in list_models():
         raise InputError(f"unknown model {args.model!r}; registered: {list_models()}")
     cfg = build_config(args)
+    check_cross_fit(args.cross_fit)
     features = parse_features(args.features)
     progress = _progress(args.quiet)
     if get_model_class(args.model).input_kind == "video" and "modality" in get_model_class(args.model).Config.model_fields:
