@@ -49,38 +49,45 @@ def features(store: Path, log: dict) -> None:
     """GloVe extraction, the text-CNN in-sample and cross-fitted, the published audio."""
     from pipeline.extract import ExtractConfig, ExtractorSpec, extract_corpus
     from pipeline.importers.table import import_embedded_default
-    from pipeline.text_cnn import TextCNNConfig, produce_text_cnn
 
     import_embedded_default(store)
     cfg = ExtractConfig(text=[ExtractorSpec(name="glove", keep_sequence=True)], audio=[], video=[])
     extract_corpus(SHARED / "mosi" / "segments.csv", store=store, dataset="mosi", cfg=cfg, feature_set="glove",
                    progress=False)
     _write_renamed(store, "glove", "text", "glove-as-video", "video")
+    text_cnn(store, log)
+
+
+def text_cnn(store: Path, log: dict, seed: int = 0, suffix: str = "") -> None:
+    """The text-CNN features in-sample (``tcnn-in``) and cross-fitted (``tcnn-cf``)."""
+    from pipeline.text_cnn import TextCNNConfig, produce_text_cnn
+
     for tag, k in (("in", 0), ("cf", K)):
         t0 = time.perf_counter()
-        res = produce_text_cnn(TextCNNConfig(epochs=25, patience=6, cross_fit=k), store=store, dataset="mosi",
-                               words_feature_set="glove.seq", out_feature_set=f"tcnn-{tag}")
-        log[f"textcnn_{tag}"] = {"seconds": round(time.perf_counter() - t0, 1), **{
+        res = produce_text_cnn(TextCNNConfig(epochs=25, patience=6, cross_fit=k, seed=seed), store=store,
+                               dataset="mosi", words_feature_set="glove.seq", out_feature_set=f"tcnn-{tag}{suffix}")
+        log[f"textcnn_{tag}{suffix}"] = {"seconds": round(time.perf_counter() - t0, 1), **{
             k2: v for k2, v in res.items() if k2 != "path"}}
 
 
-def context(store: Path, work: Path, tag: str, k: int, log: dict) -> dict[str, str]:
+def context(store: Path, work: Path, tag: str, k: int, log: dict, seed: int = 0, suffix: str = "",
+            variants: tuple[str, ...] = ("full", "average")) -> dict[str, str]:
     """Three UCLNs over (text-CNN, openSMILE audio, pooled GloVe); context written in-sample or cross-fitted."""
     from pipeline.context import train_ucln_per_modality, write_context_features
     from pipeline.train import TrainConfig
 
-    raw = {"text": f"tcnn-{tag}", "audio": "bclstm-raw", "video": "glove-as-video"}
-    cfg = TrainConfig(model="ucln", seed=0, epochs=60, patience=15, batch_size=20)
+    raw = {"text": f"tcnn-{tag}{suffix}", "audio": "bclstm-raw", "video": "glove-as-video"}
+    cfg = TrainConfig(model="ucln", seed=seed, epochs=60, patience=15, batch_size=20)
     t0 = time.perf_counter()
-    runs = train_ucln_per_modality(cfg, store=store, dataset="mosi", features=raw, out_dir=work / f"ucln-{tag}",
-                                   progress=None)
+    runs = train_ucln_per_modality(cfg, store=store, dataset="mosi", features=raw,
+                                   out_dir=work / f"ucln-{tag}{suffix}", progress=None)
     out = {"raw": raw}
-    for name, kk, heldout in ((f"ctx-{tag}", k, "full"), (f"ctx-{tag}-avg", k, "average")):
-        if heldout == "average" and not k:
+    for name, kk, heldout in ((f"ctx-{tag}{suffix}", k, "full"), (f"ctx-{tag}{suffix}-avg", k, "average")):
+        if heldout not in variants or (heldout == "average" and not k):
             continue
         write_context_features(runs, store=store, dataset="mosi", feature_set=name, cross_fit=kk, heldout=heldout)
         out[heldout] = name
-    log[f"ucln_{tag}_seconds"] = round(time.perf_counter() - t0, 1)
+    log[f"ucln_{tag}{suffix}_seconds"] = round(time.perf_counter() - t0, 1)
     return out
 
 
@@ -138,6 +145,25 @@ def render(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def feature_seeds(store: Path, work: Path, seeds: list[int], out: Path) -> dict:
+    """The whole chain (text-CNN, UCLN, then logistic regression and the MLP) again with other feature
+    seeds: how much of the in-sample vs cross-fitted difference survives refitting the features."""
+    from pipeline.audit import audit_features
+
+    res: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "log": {}, "seeds": {}}
+    for seed in seeds:
+        suffix = f"-s{seed}"
+        text_cnn(store, res["log"], seed, suffix)
+        row = res["seeds"][seed] = {}
+        for tag, k in (("in", 0), ("cf", K)):
+            ctx = context(store, work, tag, k, res["log"], seed, suffix, variants=("full",))["full"]
+            row[tag] = {"logreg": logreg(store, ctx)["accuracy"], "mlp": fusion(store, ctx, "mlp", seed)["accuracy"],
+                        "leaking": audit_features(store, "mosi", ctx)["leaking"]}
+        print(seed, row, flush=True)
+        out.write_text(json.dumps(res, indent=1, default=str))
+    return res
+
+
 def main() -> int:
     import torch
 
@@ -148,8 +174,13 @@ def main() -> int:
     ap.add_argument("--models", nargs="+", default=list(MODELS))
     ap.add_argument("--work", type=Path, help="keep the store here (default: a temporary folder)")
     ap.add_argument("--out", type=Path, default=RESULTS / "clean_chain")
+    ap.add_argument("--feature-seeds", type=int, nargs="+", help="only refit the chain's features with these "
+                    "seeds (needs --work of a full run); logistic regression and the MLP on them")
     a = ap.parse_args()
     torch.set_num_threads(1)
+    if a.feature_seeds:
+        feature_seeds(a.work / "store", a.work, a.feature_seeds, a.out.with_name(a.out.name + "_seeds.json"))
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         work = a.work or Path(tmp)
         store = work / "store"
