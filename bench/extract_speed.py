@@ -82,7 +82,8 @@ def child(stage: str, fps: float) -> dict:
                 quarantined += 1
             first = first or time.perf_counter() - T_START
     else:
-        from pipeline.extract import ExtractConfig, extract_item, write_extracted
+        from pipeline.assemble import write_extracted
+        from pipeline.extract import ExtractConfig, extract_item
 
         full = ExtractConfig(fps=fps)
         # visual extractors sample frames themselves: the face tracker's own rate is set to the bench fps
@@ -134,7 +135,8 @@ def mosi_text(work: Path) -> dict:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    from pipeline.extract import ExtractConfig, ExtractorSpec, extract_corpus
+    from pipeline.engine import extract_corpus
+    from pipeline.extract import ExtractConfig, ExtractorSpec
     from pipeline.store import read_feature_set
     from pipeline.text_cnn import TextCNNConfig, train_text_cnn
 

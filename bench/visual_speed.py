@@ -69,7 +69,7 @@ def main() -> None:
             t, c = time.perf_counter(), time.process_time()
             status, n_face = "ok", 0
             try:
-                f = facet.extract(item, media)
+                f = facet.extract(item, media).features
                 crops.extract(item, media)  # cached tracking: the same pass
                 n_face = len(f.values)
             except ItemError as e:

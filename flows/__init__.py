@@ -12,13 +12,18 @@ import os
 from pathlib import Path
 
 # Settings measured on this offline machine (see ../shared/DEPENDENCIES.md): ephemeral start-up takes
-# 10-13 s (default timeout 20 s), analytics would try the network.
+# 10-13 s (default timeout 20 s), analytics would try the network (the server's, and the client's, which
+# DO_NOT_TRACK turns off along with its notice on every terminal run).
 OFFLINE_DEFAULTS: dict[str, str] = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
     "PREFECT_UI_ENABLED": "false",
-    "PREFECT_LOGGING_LEVEL": "WARNING",
 }
+# The CLI prints the pipeline's own progress (pipeline.logs.to_terminal); Prefect's console handler then
+# only adds a "Finished in state ..." line per task, so on the terminal it shows warnings and errors.
+# Only the console: every INFO line still reaches the run's logs on the server.
+CLI_CONSOLE_DEFAULTS: dict[str, str] = {"PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING"}
 
 
 def prefect_env(home: str | Path, api_url: str | None = None, **extra: str) -> dict[str, str]:
@@ -40,7 +45,7 @@ def configure_prefect(home: str | Path, *, override: bool = False) -> Path:
     chosen = None if override else os.environ.get("PREFECT_HOME")
     home = Path(chosen) if chosen else Path(home)
     home.mkdir(parents=True, exist_ok=True)
-    for key, value in prefect_env(home).items():
+    for key, value in {**prefect_env(home), **CLI_CONSOLE_DEFAULTS}.items():
         if override or key not in os.environ:
             os.environ[key] = value
     return home

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger, task
 
+from flows.ui import run_name
+
 
 @task(name="evaluate-run", retries=0)
 def evaluate_task(run_dir: str, split: str, store: str | None = None) -> dict:
@@ -21,7 +23,7 @@ def metrics_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-@flow(name="evaluate_model", log_prints=True)
+@flow(name="evaluate_model", flow_run_name=run_name("evaluate"), log_prints=True)
 def evaluate_model(run_dirs: list[str] | str, splits: list[str] | str = "valid", store: str | None = None) -> list[dict]:
     runs = [run_dirs] if isinstance(run_dirs, str) else list(run_dirs)
     wanted = [splits] if isinstance(splits, str) else list(splits)

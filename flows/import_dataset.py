@@ -13,6 +13,7 @@ from typing import Literal
 
 from prefect import flow, get_run_logger, task
 
+from flows.ui import run_name
 from pipeline.store import read_meta, store_summary
 
 ImportKind = Literal["pickle", "csd", "table", "default"]
@@ -79,7 +80,7 @@ def summarise(store: str, written: list[str]) -> list[dict]:
     return [r for r in store_summary(store) if r.get("path") in set(written)]
 
 
-@flow(name="import_dataset", validate_parameters=True)
+@flow(name="import_dataset", flow_run_name=run_name("import"), validate_parameters=True)
 def import_dataset(
     kind: ImportKind,
     path: str | list[str] | None = None,

@@ -21,13 +21,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from pydantic import Field
 
 from flows.tasks import SAFE_JSON, OrchestrationConfig, code_version, drop_corrupt_records, storage_path
+from flows.ui import flow_run_info, run_name, tag_run
 from pipeline.atomic import write_text_atomic
 from pipeline.crossfit import CROSS_FIT_DEFAULT
 from pipeline.errors import StoreError
+from pipeline.logs import get_logger
 from pipeline.provenance import StageConfig, hash_files, hash_json
 
 # Code each stage runs: a change there (and only there) invalidates the stage's cached output.
@@ -38,6 +40,7 @@ FUSION_CODE = (*TRAINER_CODE, "models/*.py")
 IMPORT_CODE = ("pipeline/importers/*.py", "pipeline/store.py")
 TRAIN_LIBRARIES = ("torch", "numpy", "scikit-learn")
 MODALITIES = ("text", "audio", "video")
+log = get_logger("rebuild")
 
 
 class RebuildConfig(StageConfig):
@@ -69,25 +72,33 @@ def _key(context, parameters: dict[str, Any]) -> str:  # noqa: ARG001
     return parameters["key"]
 
 
-def stage(name: str) -> Callable:
+def stage(name: str, run_name: str | None = None) -> Callable:
     """A stage task: cached on the ``key`` parameter, JSON result persisted (no pickle), never retried
-    (training is deterministic; a crash is a bug to see, not to hide)."""
-    return task(name=name, cache_key_fn=_key, persist_result=True, result_serializer=SAFE_JSON)
+    (training is deterministic; a crash is a bug to see, not to hide). ``run_name``: the task run's name
+    template over its parameters (``train-ucln-{modality}``)."""
+    return task(name=name, task_run_name=run_name or name, cache_key_fn=_key, persist_result=True,
+                result_serializer=SAFE_JSON)
 
 
-def run_cached(t, *, cache_root: Path, key: str, exists: Callable[[Any], bool],
+def run_cached(t, *, label: str, cache_root: Path, key: str, exists: Callable[[Any], bool],
                **kwargs: Any) -> tuple[Any, bool, float]:
     """Run a stage through its cache; if the cached record points at outputs that are gone, recompute.
 
+    Logs the stage's start and end (``label``, cache key, served from cache or not).
     Returns (result, recomputed, seconds)."""
     t = t.with_options(result_storage=(cache_root / ".cache" / "_stages").resolve())
+    log.info("stage %s: start (cache key %s)", label, key[:16])
     t0 = time.perf_counter()
     state = t(key=key, return_state=True, **kwargs)
     result = state.result()
     if state.name == "Cached" and not exists(result):
+        log.info("stage %s: cached output is gone, recomputing", label)
         state = t.with_options(refresh_cache=True)(key=key, return_state=True, **kwargs)
         result = state.result()
-    return result, state.name != "Cached", round(time.perf_counter() - t0, 2)
+    cached, secs = state.name == "Cached", round(time.perf_counter() - t0, 2)
+    log.info("stage %s: end in %.2f s, %s (cache key %s)", label, secs,
+             "served from cache" if cached else "recomputed", key[:16])
+    return result, not cached, secs
 
 
 def feature_set_digest(store: Path, dataset: str, feature_set: str) -> str:
@@ -153,7 +164,7 @@ def ingest_embedded(store: str, key: str) -> list[str]:
     return [str(p) for p in import_embedded_default(store)]
 
 
-@stage("train-ucln")
+@stage("train-ucln", "train-ucln-{modality}")
 def train_ucln(store: str, out: str, dataset: str, features: str, modality: str, train: dict, model: dict,
                seed: int, key: str) -> str:
     from pipeline.train import TrainConfig
@@ -166,14 +177,14 @@ def train_ucln(store: str, out: str, dataset: str, features: str, modality: str,
     return str(_publish(tmp, final))
 
 
-@stage("context-features")
+@stage("context-features", "context-features-{feature_set}")
 def context_features(runs: dict, store: str, dataset: str, feature_set: str, cross_fit: int, key: str) -> str:
     from pipeline.context import write_context_features
 
     return str(write_context_features(runs, store=store, dataset=dataset, feature_set=feature_set, cross_fit=cross_fit))
 
 
-@stage("train-fusion")
+@stage("train-fusion", "train-{model_name}")
 def train_fusion(store: str, out: str, dataset: str, features: dict, model_name: str, train: dict,
                  model: dict, seed: int, key: str) -> str:
     from pipeline.train import TrainConfig
@@ -185,8 +196,8 @@ def train_fusion(store: str, out: str, dataset: str, features: dict, model_name:
     return str(_publish(tmp, final))
 
 
-@task(name="evaluate")
-def evaluate(run_dir: str, split: str, store: str) -> dict:
+@task(name="evaluate", task_run_name="evaluate-{model_name}-{split}")
+def evaluate(run_dir: str, split: str, store: str, model_name: str) -> dict:
     from pipeline.evaluate import evaluate_run
 
     return evaluate_run(run_dir, split, store=store)
@@ -195,7 +206,7 @@ def evaluate(run_dir: str, split: str, store: str) -> dict:
 # ----------------------------------------------------------------------------------------------- flow
 
 
-def _ingest(cfg: RebuildConfig, store: Path, log) -> tuple[str | dict, dict]:
+def _ingest(cfg: RebuildConfig, store: Path) -> tuple[str | dict, dict]:
     """Raw features into the store: the embedded default, or a corpus through per-video extraction."""
     if cfg.corpus is None:
         from pipeline.importers.table import EMBEDDED_DIR
@@ -204,20 +215,24 @@ def _ingest(cfg: RebuildConfig, store: Path, log) -> tuple[str | dict, dict]:
         data = sorted(p for p in Path(EMBEDDED_DIR).iterdir() if p.is_file())
         key = hash_json({"data": hash_files(data), "code": code})
         target = store / cfg.dataset / f"{cfg.raw_features}.parquet"
-        _, ran, secs = run_cached(ingest_embedded, cache_root=store, key=key, exists=lambda _: target.is_file(),
+        _, ran, secs = run_cached(ingest_embedded, label="ingest", cache_root=store, key=key, exists=lambda _: target.is_file(),
                             store=str(store))
         return cfg.raw_features, {"stage": "ingest", "what": "embedded mosi/bclstm-raw", "recomputed": ran, "seconds": secs}
     from flows.extract_corpus import extract_corpus
 
+    log.info("stage extract: start (%s, per-video cache keys)", cfg.corpus)
+    t0 = time.perf_counter()
     summary = extract_corpus(corpus=cfg.corpus, store=str(store), dataset=cfg.dataset,
                              feature_set=cfg.raw_features, extract=cfg.extract,
                              orchestration=cfg.orchestration.model_dump())
-    log.info("extraction summary: %s", summary)
+    secs = round(time.perf_counter() - t0, 2)
+    log.info("stage extract: end in %.2f s, %d videos recomputed, %d served from cache, %d failed",
+             secs, summary["n_computed"], summary["n_cached"], summary["n_failed"])
     return cfg.raw_features, {"stage": "extract", "what": cfg.corpus,
-                              "recomputed": f"{summary['n_computed']}/{summary['n_items']} videos"}
+                              "recomputed": f"{summary['n_computed']}/{summary['n_items']} videos", "seconds": secs}
 
 
-@flow(name="rebuild", log_prints=True)
+@flow(name="rebuild", flow_run_name=run_name("rebuild"), log_prints=True)
 def rebuild(corpus: str | None = None, store: str = "store", out: str = "runs", dataset: str = "mosi",
             fusion: list[str] | None = None, ucln: dict | None = None, fusion_train: dict | None = None,
             fusion_model: dict | None = None, extract: dict | None = None,
@@ -233,14 +248,17 @@ def rebuild(corpus: str | None = None, store: str = "store", out: str = "runs", 
                  if v is not None}
     cfg = RebuildConfig(corpus=corpus, store=store, out=out, dataset=dataset, seed=seed, split=split,
                         **overrides)
-    log = get_run_logger()
+    tags = tag_run(cfg.dataset, cfg.corpus)
+    run = flow_run_info()
+    log.info("%s: rebuild %s (tags %s), fusion %s, metrics on split %s%s", run["name"], cfg.dataset,
+             ", ".join(tags), cfg.fusion, cfg.split, f"; UI: {run['url']}" if run["url"] else "")
     store_p, out_p = storage_path(cfg.store).resolve(), storage_path(cfg.out).resolve()
     stages: list[dict] = []
     with store_lock(store_p):
         removed = clean_partials(store_p, out_p) + drop_corrupt_records(store_p / ".cache" / "_stages")
         if removed:
             log.warning("removed %d partial files left by an interrupted run", len(removed))
-        raw, info = _ingest(cfg, store_p, log)
+        raw, info = _ingest(cfg, store_p)
         stages.append(info)
         ucln_code = code_version(UCLN_CODE, TRAIN_LIBRARIES)
         raw_digest = feature_set_digest(store_p, cfg.dataset, raw)
@@ -250,13 +268,13 @@ def rebuild(corpus: str | None = None, store: str = "store", out: str = "runs", 
         for m in modalities:
             key = hash_json({"in": raw_digest, "m": m, "train": cfg.ucln, "model": cfg.ucln_model,
                              "seed": cfg.seed, "code": ucln_code})
-            run_dir, ran, secs = run_cached(train_ucln, cache_root=store_p, key=key, exists=lambda p: Path(p).is_dir(),
+            run_dir, ran, secs = run_cached(train_ucln, label=f"train-ucln-{m}", cache_root=store_p, key=key, exists=lambda p: Path(p).is_dir(),
                                       store=str(store_p), out=str(out_p), dataset=cfg.dataset, features=raw,
                                       modality=m, train=cfg.ucln, model=cfg.ucln_model, seed=cfg.seed)
             stages.append({"stage": f"ucln-{m}", "what": run_dir, "recomputed": ran, "seconds": secs})
             ucln_runs[m], ucln_keys[m] = run_dir, key
         target = store_p / cfg.dataset / f"{cfg.context_features}.parquet"
-        _, ran, secs = run_cached(context_features, cache_root=store_p,
+        _, ran, secs = run_cached(context_features, label="context-features", cache_root=store_p,
                             key=hash_json({"runs": ucln_keys, "fs": cfg.context_features, "cross_fit": cfg.cross_fit}),
                             exists=lambda _: target.is_file(), runs=ucln_runs, store=str(store_p),
                             dataset=cfg.dataset, feature_set=cfg.context_features, cross_fit=cfg.cross_fit)
@@ -269,16 +287,17 @@ def rebuild(corpus: str | None = None, store: str = "store", out: str = "runs", 
         for name in cfg.fusion:
             key = hash_json({"in": ctx_digest, "model": name, "train": cfg.fusion_train,
                              "cfg": cfg.fusion_model.get(name, {}), "seed": cfg.seed, "code": fusion_code})
-            run_dir, ran, secs = run_cached(train_fusion, cache_root=store_p, key=key, exists=lambda p: Path(p).is_dir(),
+            run_dir, ran, secs = run_cached(train_fusion, label=f"train-{name}", cache_root=store_p, key=key, exists=lambda p: Path(p).is_dir(),
                                       store=str(store_p), out=str(out_p), dataset=cfg.dataset, features=cfg.context_features,
                                       model_name=name, train=cfg.fusion_train,
                                       model=cfg.fusion_model.get(name, {}), seed=cfg.seed)
             stages.append({"stage": f"train-{name}", "what": run_dir, "recomputed": ran, "seconds": secs})
             runs[name] = run_dir
             t0 = time.perf_counter()
-            results[name] = evaluate(run_dir, cfg.split, str(store_p))
+            results[name] = evaluate(run_dir, cfg.split, str(store_p), name)
+            log.info("%s", metrics_line(name, results[name]))
             timings[f"evaluate-{name}"] = round(time.perf_counter() - t0, 2)
-        summary = {"config": cfg.model_dump(mode="json"), "stages": stages, "runs": runs,
+        summary = {"flow_run": run, "config": cfg.model_dump(mode="json"), "stages": stages, "runs": runs,
                    "metrics": {n: _scalars(r) for n, r in results.items()}}
         if report:
             from flows.report import publish_report
@@ -300,6 +319,13 @@ def _modalities(cfg: RebuildConfig, store: Path, feature_set: str) -> list[str]:
     if not mods:
         raise StoreError(f"{cfg.dataset}/{feature_set} has none of the modalities {cfg.modalities} (has {list(have)})")
     return mods
+
+
+def metrics_line(name: str, res: dict) -> str:
+    """One line of final metrics, as the CLI's table shows them (percent)."""
+    pct = {k: f"{100 * res[k]:.2f}" for k in ("accuracy", "f1_weighted", "majority_accuracy") if k in res}
+    return (f"{name} on {res.get('split')} (n={res.get('n')}): accuracy {pct.get('accuracy')}%, weighted F1 "
+            f"{pct.get('f1_weighted')}% (majority class {pct.get('majority_accuracy', '-')}%)")
 
 
 def _scalars(res: dict) -> dict:

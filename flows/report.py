@@ -1,8 +1,9 @@
 """Publish a rebuild's report: files next to the run's outputs first, Prefect artifacts second.
 
 The files (``<out>/report/report.md``, ``metrics.json``, PNGs, and each run's ``plots/``) exist without
-the Prefect UI; the artifacts (markdown, tables, links to the PNGs) make the same content browsable per
-flow run. Plotting itself is pure and lives in :mod:`pipeline.report`.
+the Prefect UI; the artifacts make the same content browsable per flow run: the report in markdown with
+its plots inline (``data:`` URIs, which the UI renders; a path or ``file://`` link would point at a
+machine the browser cannot read), the tables, and one markdown artifact per plot. Plotting itself is pure and lives in :mod:`pipeline.report`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 from prefect import get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from pipeline import report as R
 from pipeline.atomic import write_text_atomic
@@ -63,7 +64,7 @@ def run_plots(run_dir: Path, split: str, store: Path, metrics: dict, dest: Path,
     return plots
 
 
-@task(name="report")
+@task(name="report", task_run_name="report-{cfg.dataset}")
 def publish_report(cfg: Any, results: dict[str, dict], runs: dict[str, str], stages: list[dict],
                    store: Path, out: Path) -> Path:
     """Write report.md, metrics.json and plots under ``<out>/report`` (and each run's ``plots/``)."""
@@ -88,18 +89,19 @@ def publish_report(cfg: Any, results: dict[str, dict], runs: dict[str, str], sta
             shutil.copyfile(f, run_plot_dir / f.name)
     audit_md = _audit(store, cfg.dataset, cfg.context_features, dest / "feature-audit.png", plots)
     class_names = next((list(r.get("per_class_accuracy", {})) for r in results.values()), [])
-    text = R.render_markdown(
+    report = dict(
         title=f"affectflow rebuild: {cfg.dataset}",
-        dataset_rows=[_flat(r) for r in dataset_rows], results=results, class_names=class_names,
+        dataset_rows=R.dataset_rows(dataset_rows), results=results, class_names=class_names,
         quarantine=quarantine, stages=stages, plots=plots,
         notes=[f"source: {cfg.corpus or 'embedded MOSI bc-LSTM features (data/mosi)'}",
                f"metrics on split `{cfg.split}`; fusion models: {', '.join(cfg.fusion)}; seed {cfg.seed}"],
     )
-    text = f"{text}\n{audit_md}"
-    path = write_text_atomic(dest / "report.md", text)
+    # On disk the report links the PNGs beside it; in the UI the same report carries them inline.
+    path = write_text_atomic(dest / "report.md", f"{R.render_markdown(**report)}\n{audit_md}")
     write_text_atomic(dest / "metrics.json", json.dumps(results, indent=2, default=str))
     write_text_atomic(dest / "config.json", json.dumps(cfg.model_dump(mode="json"), indent=2))
-    _artifacts(cfg.dataset, text, results, class_names, quarantine, plots)
+    _artifacts(cfg.dataset, f"{R.render_markdown(**report, image_src=R.data_uri)}\n{audit_md}", results, class_names,
+               quarantine, plots)
     return path
 
 
@@ -117,19 +119,21 @@ def _audit(store: Path, dataset: str, features: str, png: Path, plots: dict[str,
     return f"## Feature audit ({features})\n\n{format_audit(res)}\n\nleaking: {flagged}\n"
 
 
-def _flat(row: dict) -> dict:
-    return {k: (json.dumps(v, default=str) if isinstance(v, dict | list) else v) for k, v in row.items()}
-
-
 def _artifacts(dataset: str, text: str, results: dict, class_names: list[str], quarantine: pd.DataFrame,
                plots: dict[str, Path]) -> None:
+    """The report (plots inline as data: URIs, which the UI renders), its tables, one artifact per plot."""
     create_markdown_artifact(text, key=_artifact_key("rebuild-report", dataset), description="rebuild report")
-    create_table_artifact(R.metrics_rows(results), key=_artifact_key("metrics", dataset), description="metrics")
+    create_table_artifact(R.metrics_rows(results), key=_artifact_key("metrics", dataset),
+                          description="metrics (%) per model")
     per_class = R.per_class_rows(results, class_names)
     if per_class:
-        create_table_artifact(per_class, key=_artifact_key("per-class", dataset), description="per-class accuracy")
-    create_table_artifact(R.quarantine_rows(quarantine) or [{"items": 0}], key=_artifact_key("quarantine", dataset),
-                          description="quarantined items by stage, modality and reason")
+        create_table_artifact(per_class, key=_artifact_key("per-class", dataset), description="per-class accuracy (%)")
+    q_rows = R.quarantine_rows(quarantine)
+    q_key, q_desc = _artifact_key("quarantine", dataset), "quarantined items by stage, modality and reason"
+    if q_rows:
+        create_table_artifact(q_rows, key=q_key, description=q_desc)
+    else:
+        create_markdown_artifact(R.NO_QUARANTINE, key=q_key, description=q_desc)
     for name, p in plots.items():
-        create_link_artifact(p.resolve().as_uri(), link_text=name, key=_artifact_key("plot", dataset, name),
-                             description=f"PNG: {name}")
+        create_markdown_artifact(R.plot_markdown(name, p, R.data_uri), key=_artifact_key("plot", dataset, name),
+                                 description=f"plot: {name}")

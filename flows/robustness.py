@@ -9,6 +9,8 @@ import re
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from flows.ui import run_name
+
 
 def _key(*parts: str) -> str:
     # Prefect artifact keys: lowercase letters, digits and dashes only.
@@ -26,7 +28,7 @@ def robustness_task(run_dir: str, config: dict, out_dir: str | None = None, stor
             "files": {k: str(v) for k, v in paths.items()}, **res.summary()}
 
 
-@flow(name="robustness", log_prints=True)
+@flow(name="robustness", flow_run_name=run_name("robustness"), log_prints=True)
 def robustness(run_dirs: list[str], config: dict | None = None, store: str | None = None) -> list[dict]:
     """Robustness of each run (``config``: RobustnessConfig fields); artifacts: one markdown table per
     run and one table of complete accuracy and AUC across runs."""

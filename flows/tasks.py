@@ -1,5 +1,8 @@
 """Task wrappers: per-video extraction (mapped, retried, cached) and the orchestration config.
 
+The per-item work is ``pipeline.engine.run_item`` (the same function the CLI's process pool runs);
+this module only gives it Prefect's policy.
+
 Failure policy
 * transient errors (anything that is not an :class:`~pipeline.errors.AffectflowError`: I/O hiccups,
   a worker that died, out-of-memory) are retried with exponential backoff and jitter;
@@ -7,19 +10,16 @@ Failure policy
   retried: the item goes to the quarantine table with its reason and the flow continues;
 * the flow fails only when the share of failed items exceeds ``max_error_rate``.
 
-Caching: a video's result is keyed by the file's content digest + the segment table + the extractor
-config hash + the extraction code version (:func:`item_key`). Results persist under
-``<store>/.cache/<dataset>/`` as a small JSON record (Prefect's result, no pickle) pointing at a safe
-``.npz`` payload (``pipeline.payload``). Unchanged videos are never recomputed; a changed file, segment
-table, config or extraction code changes the key of exactly the affected items.
+Caching: a video's result is keyed by ``pipeline.engine.item_key`` (content digest + segment table +
+extractor config hash + extraction code version). Prefect's result is a small JSON record (no pickle)
+under ``<store>/.cache/<dataset>/results`` pointing at the item's safe ``.npz`` payload
+(``pipeline.payload``). Unchanged videos are never recomputed; a changed file, segment table, config or
+extraction code changes the key of exactly the affected items.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 import os
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -27,30 +27,21 @@ from urllib.parse import urlparse
 from prefect import task
 from prefect.serializers import JSONSerializer
 from prefect.tasks import exponential_backoff
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
-from pipeline import payload
-from pipeline.errors import AffectflowError, InputError, ItemError
-from pipeline.provenance import StageConfig, hash_file, hash_json, library_versions
+from flows.ui import route_pipeline_logs
+from pipeline.engine import DEFAULT_ITEM_FN, payload_dir, run_item
+from pipeline.engine import code_version as code_version  # re-exported: flows.rebuild keys its stages with it
+from pipeline.errors import AffectflowError, InputError
+from pipeline.provenance import StageConfig
+
+route_pipeline_logs()  # every flow imports this module: the pipeline's log lines reach the run's logs
 
 # JSON results with no object hooks: a tampered result file can at worst fail to parse.
 SAFE_JSON = JSONSerializer(object_encoder=None, object_decoder=None)
 
-# Source whose change must invalidate cached features (relative to the project root).
-EXTRACTION_CODE = (
-    "pipeline/extract.py",
-    "pipeline/align.py",
-    "pipeline/media.py",
-    "pipeline/corpus.py",
-    "pipeline/text_cnn.py",
-    "pipeline/visual_cnn.py",
-    "pipeline/extractors/*.py",
-    "models/textcnn.py",
-    "models/c3d.py",
-)
-EXTRACTION_LIBRARIES = ("numpy", "torch", "opensmile", "librosa", "praat-parselmouth", "av",
-                        "opencv-python-headless", "dlib-bin", "gensim")
-
+# Transports a Dask scheduler listens on (distributed.comm).
+DASK_SCHEMES = ("tcp", "tls", "ucx", "ws", "wss")
 
 class OrchestrationConfig(StageConfig):
     """How a flow runs its tasks; saved with the run like every other config."""
@@ -62,6 +53,34 @@ class OrchestrationConfig(StageConfig):
     retries: int = Field(2, ge=0)
     retry_backoff_s: float = Field(1.0, ge=0, description="first retry delay; doubles each retry")
     max_error_rate: float = Field(0.5, ge=0, le=1, description="fail the flow above this share of failed items")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _address_implies_dask(cls, data: Any) -> Any:
+        # {"dask_address": ...} alone (a deployment parameter, `--dask-address`) means "run on that cluster".
+        if isinstance(data, dict) and data.get("dask_address") and "task_runner" not in data:
+            return {**data, "task_runner": "dask"}
+        return data
+
+    @field_validator("dask_address")
+    @classmethod
+    def _scheduler_address(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            url = urlparse(v)
+            ok = url.scheme in DASK_SCHEMES and bool(url.hostname) and url.port is not None
+        except ValueError:  # a port that is not a number
+            ok = False
+        if not ok:
+            raise ValueError(f"{v!r} is not a Dask scheduler address such as tcp://HOST:8786")
+        return v
+
+    @model_validator(mode="after")
+    def _address_needs_dask(self) -> OrchestrationConfig:
+        if self.dask_address and self.task_runner != "dask":
+            raise ValueError(f"dask_address needs task_runner 'dask', not {self.task_runner!r}")
+        return self
 
 
 def make_task_runner(cfg: OrchestrationConfig):
@@ -79,37 +98,6 @@ def make_task_runner(cfg: OrchestrationConfig):
     return ThreadPoolTaskRunner(max_workers=cfg.max_workers)
 
 
-# ------------------------------------------------------------------------------------------ cache keys
-
-
-def project_root() -> Path:
-    import pipeline
-
-    return Path(pipeline.__file__).resolve().parent.parent
-
-
-def code_version(patterns: Iterable[str] = EXTRACTION_CODE, libraries: Iterable[str] = EXTRACTION_LIBRARIES) -> str:
-    """Digest of the extraction source files that exist now, plus the versions of the libraries they use."""
-    root = project_root()
-    h = hashlib.sha256()
-    for pattern in patterns:
-        for path in sorted(root.glob(pattern)):
-            h.update(str(path.relative_to(root)).encode())
-            h.update(path.read_bytes())
-    h.update(hash_json(library_versions(libraries)).encode())
-    return h.hexdigest()[:16]
-
-
-def item_key(item: Any, cfg: StageConfig, code: str) -> str:
-    """Cache key of one video: content digest + segments (+ word timings) + config hash + code version."""
-    media = hash_file(item.path) if item.path is not None else "no-media"
-    tables = [
-        None if t is None else t.to_json(orient="split", date_format="iso", double_precision=15)
-        for t in (item.segments, getattr(item, "words", None))
-    ]
-    return hash_json({"media": media, "tables": tables, "config": cfg.config_hash(), "code": code})
-
-
 def storage_path(url: str | os.PathLike) -> Path:
     """Local path of a store/result URL (``file://`` or a plain path).
 
@@ -125,8 +113,7 @@ def storage_path(url: str | os.PathLike) -> Path:
 
 
 def cache_dir(store: str | os.PathLike, dataset: str) -> Path:
-    # Hidden under the store (the store's readers skip dot-names), next to the data it speeds up.
-    return storage_path(store) / ".cache" / dataset
+    return payload_dir(storage_path(store), dataset).parent
 
 
 def drop_corrupt_records(directory: Path) -> list[Path]:
@@ -164,17 +151,6 @@ def is_transient(task, task_run, state) -> bool:  # noqa: ARG001 (Prefect's retr
     return False
 
 
-def resolve(dotted: str) -> Callable[..., Any]:
-    """``module:function`` -> the function (lets benches and tests swap the per-item function)."""
-    module, _, name = dotted.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def quarantine_record(item_id: str, stage: str, reason: str, modality: str | None = None,
-                      segment_id: str | None = None) -> dict:
-    return {"item_id": item_id, "segment_id": segment_id, "modality": modality, "stage": stage, "reason": reason}
-
-
 def _cache_key(context, parameters: dict[str, Any]) -> str:  # noqa: ARG001
     return parameters["key"]
 
@@ -190,25 +166,9 @@ def _cache_key(context, parameters: dict[str, Any]) -> str:  # noqa: ARG001
     retry_jitter_factor=0.5,
     retry_condition_fn=is_transient,
 )
-def extract_video(item: Any, cfg: StageConfig, key: str, payload_dir: str,
-                  fn: str = "pipeline.extract:extract_item") -> dict:
-    """Extract one video; returns a JSON record (what Prefect caches) pointing at the payload file.
-
-    A permanent ``ItemError`` for the whole item is turned into a quarantine record (and cached: the
-    same bytes with the same config fail the same way). Transient errors propagate, so Prefect retries.
-    """
-    try:
-        result = resolve(fn)(item, cfg)
-    except (ItemError, InputError) as e:
-        stage = getattr(e, "stage", "extract")
-        return {"item_id": item.item_id, "key": key, "payload": None, "n_columns": 0,
-                "quarantine": [quarantine_record(item.item_id, stage, str(e), getattr(e, "modality", None))]}
-    path = payload.save(result, Path(payload_dir) / f"{key}.npz")
-    # Per-modality failures travel inside the result (ItemResult.quarantine); copied here for the summary.
-    vectors = getattr(result, "vectors", None)
-    return {"item_id": item.item_id, "key": key, "payload": path.name,
-            "n_columns": None if vectors is None else len(vectors),
-            "quarantine": list(getattr(result, "quarantine", []))}
+def extract_video(item: Any, cfg: StageConfig, key: str, pdir: str, fn: str = DEFAULT_ITEM_FN) -> dict:
+    """Extract one video (``pipeline.engine.run_item``); returns its JSON record, what Prefect caches."""
+    return run_item(item, cfg, key, pdir, fn)
 
 
 def extract_video_task(orch: OrchestrationConfig, store: str | os.PathLike, dataset: str):

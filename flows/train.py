@@ -9,28 +9,31 @@ import json
 
 from prefect import flow, get_run_logger, task
 
+from flows.ui import route_pipeline_logs, run_name
 from pipeline.checkpoint import read_run_info
 
+route_pipeline_logs()
 
-@task(name="train-run", retries=0)
+
+@task(name="train-run", task_run_name="train-{config[model]}", retries=0)
 def train_task(config: dict, store: str, dataset: str, features: str | dict | None, out_dir: str,
                write_context: str | None = None) -> dict[str, str]:
     from models.registry import get_model_class
     from pipeline.train import TrainConfig, train
 
     cfg = TrainConfig(**config)
-    log = get_run_logger()
+    # progress=None: the trainer's own `affectflow.train` lines already reach this run's logs.
     cls = get_model_class(cfg.model)
     if cls.input_kind == "video" and "modality" in cls.Config.model_fields:
         from pipeline.context import train_ucln_per_modality
 
         runs = train_ucln_per_modality(cfg, store=store, dataset=dataset, features=features, out_dir=out_dir,
-                                       write_context=write_context, progress=log.info)
+                                       write_context=write_context, progress=None)
         return {m: str(p) for m, p in runs.items()}
-    return {"run": str(train(cfg, store=store, dataset=dataset, features=features, out_dir=out_dir, progress=log.info))}
+    return {"run": str(train(cfg, store=store, dataset=dataset, features=features, out_dir=out_dir, progress=None))}
 
 
-@flow(name="train_model", log_prints=True)
+@flow(name="train_model", flow_run_name=run_name("train"), log_prints=True)
 def train_model(config: dict, store: str, dataset: str, out_dir: str, features: str | dict | None = None,
                 write_context: str | None = None) -> dict:
     """Train ``config`` (TrainConfig fields); returns run dirs and their best valid metrics."""

@@ -55,8 +55,8 @@ def run_baseline(
         acc, neg_c, best = max(scores, key=lambda t: (t[0], t[1]))
         predict = best.predict
         res["chosen"] = {"C": -neg_c}
-    res["valid"] = classification_metrics(yva, predict(xva), prep.n_classes, prep.joined.label_names)
+    res["valid"] = classification_metrics(yva, predict(xva), prep.n_classes, prep.class_names)
     if has_test:
         xte, yte = _xy(prep, "test")
-        res["test"] = classification_metrics(yte, predict(xte), prep.n_classes, prep.joined.label_names)
+        res["test"] = classification_metrics(yte, predict(xte), prep.n_classes, prep.class_names)
     return res

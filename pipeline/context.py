@@ -89,7 +89,7 @@ def _context_of_run(run_dir: Path, store: str | Path | None, cross_fit_k: int = 
     lineage = {
         "run": str(run_dir), "model": info.model, "model_cfg": info.model_cfg, "train_config": info.train_config,
         "checkpoint_sha256": info.checkpoint_sha256, "best_epoch": info.best_epoch,
-        "source": info.sources[modality], "cross_fit": crossfit_info,
+        "source": info.sources[modality], "label_names": prep.joined.label_names, "cross_fit": crossfit_info,
     }
     return modality, seg, out, prep.joined.missing[modality].copy(), lineage
 
@@ -134,6 +134,8 @@ def write_context_features(
         dataset=dataset, feature_set=feature_set, modalities=specs,
         producer=Producer.of("model", "ucln", config),
         source_hash=hash_json({m: [lin["checkpoint_sha256"], lin["source"]] for m, lin in lineage.items()}),
+        # The class names travel with the labels, so models trained on the context name their classes too.
+        label_names=next((lin["label_names"] for lin in lineage.values() if lin["label_names"]), None),
         lineage=sources, extra={"runs": {m: lin["run"] for m, lin in lineage.items()},
                                 "cross_fit": next(iter(lineage.values()))["cross_fit"]},
     )

@@ -28,12 +28,10 @@ import pandas as pd
 
 from pipeline.errors import InputError
 from pipeline.extractors.base import MediaItem
-from pipeline.store import SPLITS
+from pipeline.segments import apply_aliases, read_text_file, validate_segments
 
 MEDIA_SUFFIXES = (".mp4", ".mpg", ".mpeg", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".wav", ".flac", ".mp3", ".m4a")
 MANIFEST_NAMES = ("manifest.csv", "manifest.parquet", "corpus.csv", "corpus.parquet")
-ALIASES = {"sentiment_score": "score", "sentiment": "score", "utterance_id": "segment_id", "video": "video_id",
-           "emotion": "label", "file": "path"}
 # GRID .align files count time in 1/25000 s (25 kHz sample index of the original audio).
 ALIGN_UNITS_PER_S = 25000.0
 ALIGN_SILENCE = {"sil", "sp"}
@@ -81,7 +79,7 @@ def item_id_of(root: Path, path: Path) -> str:
 def read_align(path: Path) -> pd.DataFrame:
     """GRID ``.align`` (``start end word`` in 1/25000 s): words with times in seconds, silences dropped."""
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(read_text_file(path, "word timing file").splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
@@ -100,26 +98,38 @@ def read_word_timings(path: Path) -> pd.DataFrame:
     """Word timings from ``.align`` or a CSV with ``word,start,end`` (seconds)."""
     if path.suffix.lower() == ".align":
         return read_align(path)
-    df = pd.read_csv(path)
+    df = _read_table(path, "word timing table")
     if not {"word", "start", "end"} <= set(df.columns):
         raise InputError(f"word timing table needs columns word,start,end (has {list(df.columns)})", path=path)
-    return df[["word", "start", "end"]].astype({"word": str, "start": float, "end": float})
+    df = df[["word", "start", "end"]].copy()
+    if df["word"].isna().any():
+        raise InputError(f"row {int(np.flatnonzero(df['word'].isna())[0]) + 1}, column 'word': empty", path=path)
+    times, _ = validate_segments(df[["start", "end"]], path)
+    return df.assign(word=df["word"].astype(str), start=times["start"], end=times["end"])
 
 
 def read_utterance_csv(path: Path) -> pd.DataFrame:
     """MOUD-style utterance timestamps: ``"#starttime";"#endtime";"<text>";"sentimentAnnotations"``."""
-    df = pd.read_csv(path, sep=None, engine="python")
+    df = _read_table(path, "utterance table", sep=None, engine="python")
     cols = [c.lstrip("#").strip().lower() for c in df.columns]
     df.columns = cols
     if "starttime" not in cols or "endtime" not in cols:
         raise InputError(f"utterance table needs #starttime/#endtime columns (has {cols})", path=path)
     text_col = next((c for c in cols if c not in ("starttime", "endtime") and not c.startswith("sentiment")), None)
-    out = pd.DataFrame({"start": df["starttime"].astype(float), "end": df["endtime"].astype(float)})
+    out, _ = validate_segments(pd.DataFrame({"start": df["starttime"], "end": df["endtime"]}), path)
     out["transcript"] = df[text_col].fillna("").astype(str) if text_col else ""
     sent = next((c for c in cols if c.startswith("sentiment")), None)
     if sent is not None:
-        out["score"] = pd.to_numeric(df[sent], errors="coerce")
+        out["score"] = df[sent]  # checked with the rest of the corpus's segments
     return out
+
+
+def _read_table(path: Path, what: str, **kw) -> pd.DataFrame:
+    """A CSV sidecar or manifest; any parse failure is a bad input, said in one line."""
+    try:
+        return pd.read_parquet(path) if path.suffix.lower() in (".parquet", ".pq") else pd.read_csv(path, **kw)
+    except Exception as e:  # noqa: BLE001 - pandas raises many types for a malformed file
+        raise InputError(f"unreadable {what} ({type(e).__name__}: {e})", path=path) from e
 
 
 def _sidecar(media: Path, suffix: str) -> Path | None:
@@ -133,14 +143,9 @@ def _sidecar(media: Path, suffix: str) -> Path | None:
 
 
 def _read_manifest(path: Path) -> pd.DataFrame:
-    try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            df = pd.read_parquet(path)
-        else:
-            df = pd.read_csv(path, dtype={"segment_id": str, "video_id": str, "path": str}, keep_default_na=True)
-    except Exception as e:  # noqa: BLE001 - any parse failure is a bad input, said in one line
-        raise InputError(f"unreadable manifest ({type(e).__name__}: {e})", path=path) from e
-    return df.rename(columns={k: v for k, v in ALIASES.items() if k in df.columns and v not in df.columns})
+    df = _read_table(path, "manifest", dtype={"segment_id": str, "video_id": str, "path": str, "file": str},
+                     keep_default_na=True)
+    return apply_aliases(df)
 
 
 def _folder_rows(root: Path) -> pd.DataFrame:
@@ -158,7 +163,7 @@ def _folder_rows(root: Path) -> pd.DataFrame:
             continue
         txt = _sidecar(m, ".txt")
         align = _sidecar(m, ".align")
-        transcript = txt.read_text(encoding="utf-8").strip() if txt else None
+        transcript = read_text_file(txt, "transcript").strip() if txt else None
         if transcript and transcript.upper().startswith("TEXT:"):  # LRS2 sidecars: "Text:  WORDS" + timings
             transcript = transcript.splitlines()[0].split(":", 1)[1].strip()
         rows.append({"path": rel, "transcript": transcript,
@@ -166,20 +171,14 @@ def _folder_rows(root: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _labels(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str] | None]:
-    names = None
-    if "label" in df.columns and df["label"].notna().any():
-        names = sorted(df["label"].dropna().astype(str).unique())
-        df["label_class"] = df["label"].map({n: i for i, n in enumerate(names)})
-    if "score" in df.columns:
-        df["score"] = pd.to_numeric(df["score"], errors="coerce")
-        if "label_bin" not in df.columns:
-            # Sentiment convention of MOSI/bc-LSTM: non-negative = positive.
-            df["label_bin"] = np.where(df["score"].notna(), (df["score"] >= 0).astype(float), np.nan)
+def _labels(df: pd.DataFrame) -> pd.DataFrame:
+    if "score" in df.columns and "label_bin" not in df.columns:
+        # Sentiment convention of MOSI/bc-LSTM: non-negative = positive.
+        df["label_bin"] = np.where(df["score"].notna(), (df["score"] >= 0).astype(float), np.nan)
     for c in ("label", "label_bin", "label_class", "score"):
         if c not in df.columns:
             df[c] = np.nan
-    return df, names
+    return df
 
 
 def load_corpus(path: str | Path, *, default_split: str = "train") -> Corpus:
@@ -200,6 +199,7 @@ def load_corpus(path: str | Path, *, default_split: str = "train") -> Corpus:
 
 def _build(root: Path, df: pd.DataFrame, default_split: str, source: str) -> Corpus:
     df = df.reset_index(drop=True).copy()
+    hint = "" if "path" in df.columns else f" (the table has no 'path' column; it has {list(df.columns)})"
     if "path" not in df.columns:
         df["path"] = None
     df["path"] = df["path"].where(df["path"].notna() & (df["path"].astype(str).str.strip() != ""), None)
@@ -217,18 +217,17 @@ def _build(root: Path, df: pd.DataFrame, default_split: str, source: str) -> Cor
     for i, r in df.iterrows():
         if pd.notna(r["video_id"]) and str(r["video_id"]).strip():
             ids.append(str(r["video_id"]))
-        elif r["path"] is not None:
+        elif pd.notna(r["path"]):
             ids.append(item_id_of(root, resolved[r["path"]]))
         elif "segment_id" in df.columns and pd.notna(r.get("segment_id")):
             ids.append(str(r["segment_id"]))
         else:
-            raise InputError(f"row {i}: no path, video_id or segment_id: nothing identifies it", path=origin)
+            raise InputError(f"row {i + 1}: no path, video_id or segment_id: nothing identifies it{hint}", path=origin)
     df["video_id"] = ids
-    for c in ("start", "end"):
-        df[c] = pd.to_numeric(df[c], errors="coerce") if c in df.columns else np.nan
-    bad = df["start"].notna() & df["end"].notna() & (df["end"] < df["start"])
-    if bad.any():
-        raise InputError(f"rows {list(np.flatnonzero(bad)[:5])}: end < start", path=origin)
+    if "split" not in df.columns:
+        df["split"] = default_split
+    df["split"] = df["split"].fillna(default_split).astype(str)
+    df, names = validate_segments(df, origin)  # before any media is decoded
     if "segment_index" not in df.columns:
         df["segment_index"] = df.groupby("video_id", sort=False).cumcount()
     df["segment_index"] = df["segment_index"].astype(int)
@@ -240,16 +239,10 @@ def _build(root: Path, df: pd.DataFrame, default_split: str, source: str) -> Cor
     dup = df["segment_id"][df["segment_id"].duplicated()]
     if len(dup):
         raise InputError(f"duplicate segment ids, e.g. {list(dup.unique()[:3])}", path=origin)
-    if "split" not in df.columns:
-        df["split"] = default_split
-    df["split"] = df["split"].fillna(default_split).astype(str)
-    unknown = sorted(set(df["split"]) - set(SPLITS))
-    if unknown:
-        raise InputError(f"unknown split names {unknown}; allowed: {list(SPLITS)}", path=origin)
     if "transcript" not in df.columns:
         df["transcript"] = None
     df["transcript"] = df["transcript"].astype(object).where(df["transcript"].notna(), None)
-    df, names = _labels(df)
+    df = _labels(df)
     items = [_item(root, vid, g, resolved, origin) for vid, g in df.groupby("video_id", sort=False)]
     keep = ["video_id", *ITEM_SEGMENT_COLUMNS, "path"]
     return Corpus(root, items, df[keep].reset_index(drop=True), names, source)

@@ -30,6 +30,7 @@ from pipeline.store import SPLITS, feature_set_path, list_feature_sets, read_fea
 FeaturesArg = str | Mapping[str, str] | None
 LabelKind = Literal["auto", "bin", "class"]
 StandardizeMode = Literal["auto", "zscore", "none"]
+BINARY_CLASS_NAMES = ("negative", "positive")  # label_bin 0 / 1
 _STD_FLOOR = 1e-6
 
 
@@ -337,6 +338,12 @@ class PreparedData:
     n_classes: int
     label_kind: Literal["bin", "class"]
     stats: dict[str, ModalityStats]
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """Names of the predicted classes: the dataset's class names, or negative/positive for binary
+        sentiment (``label_bin`` 1 = positive score)."""
+        return list(BINARY_CLASS_NAMES) if self.label_kind == "bin" else self.joined.label_names
 
     def split(self, name: str, input_kind: Literal["utterance", "video"], require_labels: bool = True) -> SplitTensors:
         return split_tensors(self.joined, self.xs, self.y, name, input_kind, require_labels)

@@ -1,21 +1,17 @@
-"""The extraction driver: corpus items -> every configured extractor -> alignment -> one feature set.
+"""Extraction of one item: its media -> every configured extractor -> alignment onto its segments.
 
-* ``extract_item(item, cfg)`` is pure and per video: it opens the media lazily (decoded at most once,
-  ``pipeline.media``), runs each extractor, pools its timed output onto the segments with SDK semantics
-  (``pipeline.align``), and returns an :class:`ItemResult` (plain arrays/DataFrames: picklable and
-  storable by ``pipeline.payload`` for Prefect caching). A modality that cannot be computed is *missing*
-  (NaN + ``present`` False) with a quarantine record giving the precise reason; never zeros.
-* ``write_extracted(results, ...)`` writes one feature set (vector per segment per column) with full
-  metadata, a companion ``<feature_set>.seq`` set with the kept sequences (word vectors for the text-CNN
-  and word-level alignment), and the quarantine table ``<dataset>/_quarantine/<feature_set>.parquet``.
-* ``extract_corpus(...)`` runs it all in one process with a progress bar per stage and a summary
-  (done / quarantined / seconds of media / realtime factor). Memory is bounded by one item at a time.
+``extract_item(item, cfg)`` is pure and per video: it opens the media lazily (decoded at most once,
+``pipeline.media``), runs each extractor, pools its timed output onto the segments with SDK semantics
+(``pipeline.align``), and returns an :class:`ItemResult` (plain arrays/DataFrames: picklable and
+storable by ``pipeline.payload``). A modality that cannot be computed is *missing* (NaN + ``present``
+False) with a quarantine record giving the precise reason; never zeros. A segment that ends beyond the
+media is quarantined for every modality. The corpus driver (CLI and Prefect flow alike) is
+``pipeline.engine``; writing the feature sets is ``pipeline.assemble``.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,15 +19,13 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from pipeline.align import align_to_segments, clip_to_segments
-from pipeline.errors import InputError, ItemError, StoreError
+from pipeline.errors import InputError, ItemError
 from pipeline.extractors.base import Extractor, MediaItem
 from pipeline.extractors.registry import get_extractor_class, list_extractors
 from pipeline.provenance import StageConfig, hash_file, hash_json
-from pipeline.store import FeatureSet, ModalitySpec, Producer, make_meta, write_atomic, write_feature_set
 
 MODALITIES = ("text", "audio", "video")
 QUARANTINE_COLUMNS = ["item_id", "segment_id", "modality", "stage", "reason"]
@@ -62,10 +56,10 @@ class ExtractConfig(StageConfig):
     text: list[ExtractorSpec] = Field(default_factory=lambda: _default("text"))
     audio: list[ExtractorSpec] = Field(default_factory=lambda: _default("audio"))
     video: list[ExtractorSpec] = Field(default_factory=lambda: _default("video"))
-    sample_rate: int = Field(16000, description="audio resampled once to this rate (mono)")
-    fps: float | None = Field(10.0, description="decoder's default frames per second (None = all); extractors "
+    sample_rate: int = Field(16000, gt=0, description="audio resampled once to this rate (mono)")
+    fps: float | None = Field(10.0, gt=0, description="decoder's default frames per second (None = all); extractors "
                               "that sample frames themselves (facet: track.fps) use their own rate")
-    max_side: int | None = Field(None, description="frames downscaled to this longest side (None = as decoded)")
+    max_side: int | None = Field(None, gt=0, description="frames downscaled to this longest side (None = as decoded)")
     collapse: Literal["mean", "weighted_mean", "max", "min", "std"] = "mean"
     word_level: bool = Field(False, description="also align audio/visual onto the words of the first text column "
                              "(SDK semantics) -> '<column>_words' sequences in <feature_set>.seq, one row per word")
@@ -110,17 +104,21 @@ class ItemResult:
     notes: dict[str, Any] = field(default_factory=dict)  # e.g. OOV counts per text column
 
 
-def _q(item: str, segment: str | None, modality: str, stage: str, reason: str) -> dict:
-    return {"item_id": item, "segment_id": segment, "modality": modality, "stage": stage, "reason": reason}
+def quarantine_record(item_id: str, stage: str, reason: str, modality: str | None = None,
+                      segment_id: str | None = None) -> dict:
+    """One row of the quarantine table (the only place its shape is written)."""
+    return {"item_id": item_id, "segment_id": segment_id, "modality": modality, "stage": stage, "reason": reason}
 
 
+# Media containers round their durations; a segment may end this far past the media and still be whole.
+END_TOLERANCE_S = 0.1
 _EXTRACTORS: dict[str, Extractor] = {}
 
 
 def build_extractor(spec: ExtractorSpec) -> Extractor:
-    """One instance per (name, config) per thread: loading happens once, and per-call state
-    (``segment_notes``, ``stats``) is never shared between two threads of a task runner."""
-    key = hash_json([spec.name, spec.config, threading.get_ident()])
+    """One instance per (name, config), shared by every thread: extractors keep no per-call state
+    (``extract`` returns its notes and stats), so loading vectors or models happens once."""
+    key = hash_json([spec.name, spec.config])
     if key not in _EXTRACTORS:
         cls = get_extractor_class(spec.name)
         _EXTRACTORS[key] = cls(cls.Config(**spec.config))
@@ -137,6 +135,15 @@ def _resolve_times(item: MediaItem, duration: float | None) -> pd.DataFrame:
             else:  # transcript-only, untimed: a pseudo-interval per segment so its words stay its own
                 seg.at[i, "start"], seg.at[i, "end"] = float(i), float(i + 1)
     return seg
+
+
+def _beyond_media(seg: pd.DataFrame, duration: float | None) -> dict[str, str]:
+    """segment_id -> reason, for segments that end beyond the media (known only once it is probed)."""
+    if duration is None:
+        return {}
+    late = seg["end"].to_numpy(np.float64) > duration + END_TOLERANCE_S
+    return {str(seg.at[i, "segment_id"]): f"segment [{seg.at[i, 'start']:.2f}, {seg.at[i, 'end']:.2f}] s ends beyond "
+            f"the media ({duration:.2f} s)" for i in np.flatnonzero(late)}
 
 
 def _open(item: MediaItem, cfg: ExtractConfig) -> tuple[Any, str | None]:
@@ -182,6 +189,9 @@ def extract_item(item: MediaItem, cfg: ExtractConfig | None = None) -> ItemResul
            "words": None if item.words is None else item.words.astype(str).values.tolist()}
     res = ItemResult(item.item_id, seg, media_seconds=duration or 0.0, source_hash=hash_json(src))
     res.seconds["open"] = time.perf_counter() - t0
+    beyond = _beyond_media(seg, duration)
+    res.quarantine += [quarantine_record(item.item_id, "segments", r, None, sid) for sid, r in beyond.items()]
+    outside = np.array([sid in beyond for sid in ids], bool)
     timed_item = MediaItem(item.item_id, item.path, seg, item.words)
     words: list[np.ndarray | None] | None = None  # per segment: word intervals of the first text column
     for modality, spec in specs:
@@ -191,26 +201,28 @@ def extract_item(item: MediaItem, cfg: ExtractConfig | None = None) -> ItemResul
         if reason is None and ext.needs == "text" and not any(seg["transcript"].map(_has_text)):
             reason = "no transcript for any segment"
         if reason is not None:
-            res.quarantine.append(_q(item.item_id, None, modality, spec.name, reason))
+            res.quarantine.append(quarantine_record(item.item_id, spec.name, reason, modality))
             continue
         try:
-            timed = ext.extract(timed_item, media)
+            out = ext.extract(timed_item, media)
         except ItemError as e:
-            res.quarantine.append(_q(item.item_id, None, modality, spec.name, str(e)))
+            res.quarantine.append(quarantine_record(item.item_id, spec.name, str(e), modality))
             continue
         except MemoryError:
             raise
         except Exception as e:  # noqa: BLE001 - one bad item must not stop the corpus; the reason is kept
-            res.quarantine.append(_q(item.item_id, None, modality, spec.name, f"unexpected {type(e).__name__}: {e}"))
+            res.quarantine.append(quarantine_record(item.item_id, spec.name, f"unexpected {type(e).__name__}: {e}",
+                                                    modality))
             continue
+        timed = out.features
         al = align_to_segments(timed, iv, cfg.collapse)
-        res.vectors[col], res.present[col] = al.values, al.present
+        present = al.present & ~outside  # a segment beyond the media is quarantined above, for every column
+        res.vectors[col], res.present[col] = al.values, present
         res.dim_names[col] = timed.dim_names
-        notes = getattr(ext, "segment_notes", {})
-        for i in np.flatnonzero(~al.present):
-            r = notes.get(ids[i]) or (f"no {modality} features overlap the segment "
+        for i in np.flatnonzero(~al.present & ~outside):
+            r = out.notes.get(ids[i]) or (f"no {modality} features overlap the segment "
                                       f"[{iv[i, 0]:.2f}, {iv[i, 1]:.2f}] s ({len(timed.intervals)} timed rows in the item)")
-            res.quarantine.append(_q(item.item_id, ids[i], modality, spec.name, r))
+            res.quarantine.append(quarantine_record(item.item_id, spec.name, r, modality, ids[i]))
         if spec.keep_sequence or (cfg.word_level and modality == "text" and words is None):
             pieces = clip_to_segments(timed, iv)
             if spec.keep_sequence:
@@ -219,8 +231,8 @@ def extract_item(item: MediaItem, cfg: ExtractConfig | None = None) -> ItemResul
                 words = [None if p is None else p.intervals for p in pieces]
         if cfg.word_level and modality != "text" and words is not None:
             res.sequences[f"{col}_words"] = _word_level(timed, words, ids, item.item_id, modality, spec.name, res)
-        if hasattr(ext, "stats"):
-            res.notes[col] = dict(ext.stats)
+        if out.stats:
+            res.notes[col] = dict(out.stats)
         res.seconds[col] = time.perf_counter() - t1
     return res
 
@@ -235,8 +247,9 @@ def _word_level(timed, words: list, ids: list[str], item_id: str, modality: str,
             continue
         al = align_to_segments(timed, w)
         if not al.present.all():
-            res.quarantine.append(_q(item_id, sid, modality, f"{stage}/words",
-                                     f"{int((~al.present).sum())} of {len(w)} words have no {modality} features"))
+            res.quarantine.append(quarantine_record(
+                item_id, f"{stage}/words", f"{int((~al.present).sum())} of {len(w)} words have no {modality} features",
+                modality, sid))
             out.append(None)
         else:
             out.append(al.values)
@@ -247,168 +260,7 @@ def _has_text(t: Any) -> bool:
     return isinstance(t, str) and bool(t.strip())
 
 
-# --------------------------------------------------------------------------------------------- write
-
-
-def _extractor_provenance(cfg: ExtractConfig) -> dict:
-    out = {}
-    for _, spec in cfg.specs():
-        ext = build_extractor(spec)
-        cls = type(ext)
-        entry = {"extractor": spec.name, "class": f"{cls.__module__}:{cls.__qualname__}",
-                 "config": ext.cfg.model_dump(mode="json"), "config_hash": ext.cfg.config_hash()}
-        if hasattr(ext, "provenance"):
-            try:
-                entry.update(ext.provenance())
-            except Exception as e:  # noqa: BLE001 - provenance is best effort, never fails a write
-                entry["provenance_error"] = str(e)
-        out[spec.column] = entry
-    return out
-
-
-def _columns(results: list[ItemResult], kind: str) -> dict[str, int]:
-    dims: dict[str, int] = {}
-    for r in results:
-        src = r.vectors if kind == "vector" else r.sequences
-        for col, v in src.items():
-            d = (v.shape[1] if kind == "vector" else next((s.shape[1] for s in v if s is not None), None))
-            if d is None:
-                continue
-            if dims.setdefault(col, d) != d:
-                raise StoreError(f"column {col!r}: dimension {d} in item {r.item_id}, {dims[col]} elsewhere")
-    return dims
-
-
-def _segment_table(results: list[ItemResult]) -> tuple[pd.DataFrame, list[str] | None]:
-    parts = []
-    for r in results:
-        s = r.segments.copy()
-        s["video_id"] = r.item_id
-        parts.append(s)
-    seg = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
-    names = None
-    if "label" in seg.columns and seg["label"].notna().any():  # class labels renumbered over the corpus
-        names = sorted(seg["label"].dropna().astype(str).unique())
-        seg["label_class"] = seg["label"].map({n: i for i, n in enumerate(names)})
-    for c in ("split", "label_bin", "label_class", "score", "transcript"):
-        if c not in seg.columns:
-            seg[c] = "train" if c == "split" else None
-    return seg, names
-
-
-def write_extracted(
-    results: list[ItemResult], *, store: str | Path, dataset: str, feature_set: str = "extracted",
-    cfg: ExtractConfig | None = None, extra: dict | None = None,
-) -> Path:
-    """One feature set (vectors) + ``<feature_set>.seq`` (kept sequences) + the quarantine table."""
-    cfg = cfg or ExtractConfig()
-    if not results:
-        raise InputError("no extracted item to write")
-    seg, label_names = _segment_table(results)
-    n = len(seg)
-    offsets = np.cumsum([0] + [len(r.segments) for r in results])
-    prov = _extractor_provenance(cfg)
-    modality_of = {s.column: m for m, s in cfg.specs()}
-    source_hash = hash_json([r.source_hash for r in results])
-    base_extra = {"extractors": prov, "n_items": len(results), "media_seconds": sum(r.media_seconds for r in results),
-                  "oov": {c: _sum_notes(results, c) for c in prov if any(c in r.notes for r in results)},
-                  **(extra or {})}
-    producer = Producer.of("extractor", "extract", cfg.model_dump(mode="json"))
-
-    def spec_of(col: str, kind: str, dim: int) -> ModalitySpec:
-        names = next((r.dim_names.get(col) for r in results if r.dim_names.get(col)), None)
-        p = prov.get(col, {})
-        desc = f"{p.get('extractor', col)} ({modality_of.get(col, '?')}), pooled by {cfg.collapse}" if kind == "vector" \
-            else f"{p.get('extractor', col)} ({modality_of.get(col, '?')}) sequence clipped to the segment"
-        return ModalitySpec(kind=kind, dim=dim, dim_names=names if names and len(names) == dim else None, description=desc)
-
-    vec_dims = _columns(results, "vector")
-    feats: dict[str, Any] = {}
-    missing: dict[str, np.ndarray] = {}
-    for col, d in vec_dims.items():
-        arr, miss = np.full((n, d), np.nan, np.float32), np.ones(n, bool)
-        for r, o in zip(results, offsets, strict=False):
-            if col in r.vectors:
-                arr[o : o + len(r.segments)] = r.vectors[col]
-                miss[o : o + len(r.segments)] = ~r.present[col]
-        feats[col], missing[col] = np.where(miss[:, None], 0.0, arr).astype(np.float32), miss
-    if not feats:
-        raise InputError("no feature column was produced for any item (see the quarantine table)")
-    not_produced = [s.column for _, s in cfg.specs() if s.column not in vec_dims]
-    meta = make_meta(dataset=dataset, feature_set=feature_set,
-                     modalities={c: spec_of(c, "vector", d) for c, d in vec_dims.items()}, producer=producer,
-                     source_hash=source_hash, label_names=label_names,
-                     extra={**base_extra, "columns_never_produced": not_produced})
-    path = write_feature_set(store, FeatureSet(meta, seg, feats, missing), origin=f"extract:{dataset}")
-    seq_dims = _columns(results, "sequence")
-    if seq_dims:
-        seqs = {c: [] for c in seq_dims}
-        for r in results:
-            for c in seq_dims:
-                seqs[c] += r.sequences.get(c, [None] * len(r.segments))
-        smeta = make_meta(dataset=dataset, feature_set=f"{feature_set}.seq",
-                          modalities={c: spec_of(c, "sequence", d) for c, d in seq_dims.items()}, producer=producer,
-                          source_hash=source_hash, label_names=label_names,
-                          lineage=[f"{dataset}/{feature_set}@{source_hash}"], extra=base_extra)
-        write_feature_set(store, FeatureSet(smeta, seg, seqs), origin=f"extract:{dataset}")
-    write_quarantine(store, dataset, feature_set, [q for r in results for q in r.quarantine])
-    return path
-
-
-def _sum_notes(results: list[ItemResult], col: str) -> dict:
-    tot: dict[str, int] = {}
-    for r in results:
-        for k, v in r.notes.get(col, {}).items():
-            tot[k] = tot.get(k, 0) + int(v)
-    return tot
-
-
-def quarantine_path(store: str | Path, dataset: str, feature_set: str) -> Path:
-    return Path(store) / dataset / "_quarantine" / f"{feature_set}.parquet"
-
-
-def write_quarantine(store: str | Path, dataset: str, feature_set: str, records: list[dict]) -> Path:
-    """The quarantine table of one extraction run (rewritten whole, atomically; empty = nothing quarantined)."""
-    df = pd.DataFrame(records, columns=QUARANTINE_COLUMNS).astype(object)
-    table = pa.Table.from_pandas(df.where(df.notna(), None), preserve_index=False,
-                                 schema=pa.schema([(c, pa.string()) for c in QUARANTINE_COLUMNS]))
-    return write_atomic(table, quarantine_path(store, dataset, feature_set))
-
-
-# ------------------------------------------------------------------------------------------ corpus run
-
-
-class ExtractSummary(BaseModel):
-    dataset: str
-    feature_set: str
-    path: str
-    n_items: int
-    n_segments: int
-    items_done: int  # items with at least one modality extracted
-    items_quarantined: int  # items with at least one quarantine record
-    n_quarantine_records: int
-    media_seconds: float
-    wall_seconds: float
-    realtime_factor: float  # seconds of media per second of wall time (this run, whole process)
-    seconds_per_column: dict[str, float]
-    present_per_column: dict[str, int]  # segments with features, per column
-    reasons: dict[str, int]
-
-    def format(self) -> str:
-        lines = [
-            f"{self.dataset}/{self.feature_set}: {self.items_done}/{self.n_items} items done, "
-            f"{self.items_quarantined} with quarantine records ({self.n_quarantine_records} records), "
-            f"{self.n_segments} segments",
-            (f"media {self.media_seconds:.1f} s in {self.wall_seconds:.1f} s wall = {self.realtime_factor:.1f}x realtime"
-             if self.media_seconds else f"no media (transcripts only), {self.wall_seconds:.1f} s wall"),
-        ]
-        for c, s in self.seconds_per_column.items():
-            have = f"   {self.present_per_column[c]}/{self.n_segments} segments present" if c in self.present_per_column else ""
-            lines.append(f"  {c:<14} {s:7.2f} s{have}")
-        for r, k in list(self.reasons.items())[:8]:
-            lines.append(f"  quarantined x{k}: {r}")
-        lines.append(f"written: {self.path}")
-        return "\n".join(lines)
+# ------------------------------------------------------------------------------------------ config
 
 
 def prepare_config(cfg: ExtractConfig, corpus: Any, workdir: Path) -> ExtractConfig:
@@ -418,8 +270,8 @@ def prepare_config(cfg: ExtractConfig, corpus: Any, workdir: Path) -> ExtractCon
         specs = []
         for s in getattr(cfg, m):
             ext = build_extractor(s)
-            if hasattr(ext, "prepare"):
-                ready = ext.prepare(corpus, workdir)
+            ready = ext.prepare(corpus, workdir)
+            if ready is not ext:
                 s = s.model_copy(update={"config": ready.cfg.model_dump(mode="json", exclude_defaults=True)})
             specs.append(s)
         updates[m] = specs
@@ -446,64 +298,8 @@ def load_config(path: str | Path | None) -> ExtractConfig:
         else:
             data = json.loads(text)
         return ExtractConfig(**(data or {}))
+    except ValidationError as e:  # one line: "field: why; field: why"
+        why = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}" for err in e.errors())
+        raise InputError(f"invalid extraction config: {why}", path=p) from e
     except Exception as e:  # noqa: BLE001 - bad config = one clear line
-        raise InputError(f"invalid extraction config: {e}", path=p) from e
-
-
-def extract_corpus(
-    corpus_path: str | Path, *, store: str | Path, dataset: str, cfg: ExtractConfig | None = None,
-    feature_set: str = "extracted", progress: bool = True, default_split: str = "train", workers: int = 1,
-) -> ExtractSummary:
-    """Extract every item of a corpus into ``store/dataset/feature_set``, item by item (``workers`` > 1:
-    that many spawned processes, each holding one item at a time; results are gathered in corpus order)."""
-    from tqdm import tqdm
-
-    from pipeline.corpus import load_corpus
-
-    t0 = time.perf_counter()
-    corpus = load_corpus(corpus_path, default_split=default_split)
-    cfg = prepare_config(cfg or ExtractConfig(), corpus, Path(store) / dataset / "_models")
-    cols = [s.column for _, s in cfg.specs()]
-    bars = {c: tqdm(total=len(corpus.items), desc=f"{c:<12}", unit="item", disable=not progress, position=i,
-                    leave=True) for i, c in enumerate(["items", *cols])}
-    results: list[ItemResult] = []
-    pool = None
-    try:
-        if workers > 1:  # one process per core: extractors are single-threaded; results keep corpus order
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-            stream = pool.map(extract_item, corpus.items, [cfg] * len(corpus.items))
-        else:
-            stream = (extract_item(item, cfg) for item in corpus.items)
-        for r in stream:
-            results.append(r)
-            for c in cols:
-                bars[c].update(1)
-                bars[c].set_postfix_str("ok" if c in r.vectors else "missing", refresh=False)
-            bars["items"].update(1)
-            bars["items"].set_postfix(media_s=f"{sum(x.media_seconds for x in results):.0f}", refresh=False)
-    finally:
-        for b in bars.values():
-            b.close()
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
-    path = write_extracted(results, store=store, dataset=dataset, feature_set=feature_set, cfg=cfg,
-                           extra={"corpus": corpus.source})
-    wall = time.perf_counter() - t0
-    media_s = sum(r.media_seconds for r in results)
-    recs = [q for r in results for q in r.quarantine]
-    reasons: dict[str, int] = {}
-    for q in recs:
-        key = f"[{q['modality']}/{q['stage']}] {q['reason'].split(': ', 1)[-1] if q['reason'].startswith('[') else q['reason']}"
-        reasons[key] = reasons.get(key, 0) + 1
-    return ExtractSummary(
-        dataset=dataset, feature_set=feature_set, path=str(path), n_items=len(results),
-        n_segments=sum(len(r.segments) for r in results), items_done=sum(bool(r.vectors) for r in results),
-        items_quarantined=sum(bool(r.quarantine) for r in results), n_quarantine_records=len(recs),
-        media_seconds=media_s, wall_seconds=wall, realtime_factor=media_s / wall if wall > 0 else 0.0,
-        seconds_per_column={c: sum(r.seconds.get(c, 0.0) for r in results) for c in ["open", *cols]},
-        present_per_column={c: int(sum(r.present[c].sum() for r in results if c in r.present)) for c in cols},
-        reasons=dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
-    )
+        raise InputError(f"invalid extraction config: {' '.join(str(e).split())}", path=p) from e

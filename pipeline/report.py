@@ -7,7 +7,7 @@ ARGF's joint embedding (the paper's Fig. 5) and GFN vertex weights per sample (F
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -130,17 +130,40 @@ def plot_vertex_weights(
 
 # --------------------------------------------------------------------------------------------- markdown
 
+# Metrics shown as percentages with two decimals (one MOSI valid utterance = 0.42 points), in this order.
+PERCENT_METRICS = {"accuracy": "accuracy (%)", "f1_weighted": "weighted F1 (%)", "f1_macro": "macro F1 (%)",
+                   "majority_accuracy": "majority class (%)", "acc7": "7-class accuracy (%)"}
+OTHER_METRICS = {"mae": "MAE", "pearson_r": "Pearson r"}
+NO_QUARANTINE = "No items quarantined."
+
+
+def pct(v: float | None) -> float | None:
+    return None if v is None else round(100 * float(v), 2)
+
+
+def data_uri(path: Path) -> str:
+    """A PNG as a ``data:`` URI: the Prefect UI renders these inside a markdown artifact, where a path
+    or a ``file://`` link points at a machine the browser cannot read."""
+    import base64
+
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    # The union over all rows in first-seen order: a key only some rows have still gets its column.
+    return list(dict.fromkeys(k for r in rows for k in r))
+
 
 def _md_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
     if not rows:
         return "_(none)_\n"
-    columns = list(columns or rows[0].keys())
+    columns = list(columns or _columns(rows))
 
     def fmt(v: Any) -> str:
         if v is None:
             return "n/a"
-        if isinstance(v, float):
-            return f"{v:.4f}"
+        if isinstance(v, float):  # rounded where made (percent 2 decimals, r/MAE 4): print no float noise
+            return f"{v:.2f}" if round(v, 2) == v else f"{round(v, 4)}"
         return str(v).replace("|", "\\|").replace("\n", " ")
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
@@ -149,11 +172,14 @@ def _md_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None =
 
 
 def metrics_rows(results: Mapping[str, Mapping[str, Any]]) -> list[dict]:
-    """One row per (model, split) with the scalar metrics only (for tables and the CLI)."""
+    """One row per model: split, n, the classification metrics in percent, the selected epoch."""
     rows = []
     for name, m in results.items():
-        row = {"run": name}
-        row.update({k: v for k, v in m.items() if isinstance(v, int | float) and not isinstance(v, bool)})
+        row: dict[str, Any] = {"model": name, "split": m.get("split"), "n": m.get("n")}
+        row.update({label: pct(m[k]) for k, label in PERCENT_METRICS.items() if m.get(k) is not None})
+        row.update({label: round(float(m[k]), 4) for k, label in OTHER_METRICS.items() if m.get(k) is not None})
+        if m.get("best_epoch") is not None:
+            row["best epoch"] = m["best_epoch"]
         rows.append(row)
     return rows
 
@@ -166,9 +192,49 @@ def per_class_rows(results: Mapping[str, Mapping[str, Any]], class_names: Sequen
             continue
         values = list(pca.values()) if isinstance(pca, Mapping) else list(pca)
         keys = list(pca.keys()) if isinstance(pca, Mapping) else list(class_names)[: len(values)]
+        counts = m.get("class_counts") or {}
         for k, v in zip(keys, values, strict=False):
             # None = the class has no samples in this split (accuracy undefined, not 0).
-            rows.append({"run": name, "class": k, "accuracy": None if v is None else float(v)})
+            rows.append({"model": name, "class": k, "n": counts.get(k), "accuracy (%)": pct(v)})
+    return rows
+
+
+def _split_text(entry: Mapping[str, Any]) -> str:
+    parts = [f"{entry['rows']} rows"] if "rows" in entry else []
+    if "positive" in entry:
+        parts.append(f"{entry['positive']} positive")
+    if "classes" in entry:
+        parts.append("classes " + " ".join(f"{k}:{v}" for k, v in entry["classes"].items()))
+    return ", ".join(parts)
+
+
+def dataset_rows(store_rows: Sequence[Mapping[str, Any]]) -> list[dict]:
+    """``pipeline.store.store_summary`` rows as short text cells (no nested JSON, no absolute paths)."""
+    rows = []
+    for r in store_rows:
+        if "error" in r:
+            rows.append({"feature set": Path(r["path"]).stem, "error": r["error"]})
+            continue
+        rows.append({
+            "feature set": r["feature_set"], "rows": r["rows"],
+            "modalities": ", ".join(f"{m} {spec}" for m, spec in r["modalities"].items()),
+            "splits": "; ".join(f"{s}: {_split_text(e)}" for s, e in r["splits"].items()),
+            "producer": r["producer"], "source hash": r["source_hash"],
+        })
+    return rows
+
+
+def stage_rows(stages: Sequence[Mapping[str, Any]]) -> list[dict]:
+    """Stages with a readable ``recomputed`` (yes / from cache) and run directories as ``<stage>/<key>``."""
+    rows = []
+    for st in stages:
+        row = dict(st)
+        if isinstance(row.get("recomputed"), bool):
+            row["recomputed"] = "yes" if row["recomputed"] else "no (from cache)"
+        what = str(row.get("what", ""))
+        if Path(what).is_absolute():
+            row["what"] = "/".join(Path(what).parts[-2:])
+        rows.append(row)
     return rows
 
 
@@ -181,6 +247,15 @@ def quarantine_rows(quarantine: pd.DataFrame | None) -> list[dict]:
     return g.sort_values("items", ascending=False).to_dict("records")
 
 
+def quarantine_markdown(quarantine: pd.DataFrame | None) -> str:
+    rows = quarantine_rows(quarantine)
+    return _md_table(rows) if rows else NO_QUARANTINE + "\n"
+
+
+def plot_markdown(name: str, path: Path, image_src: Callable[[Path], str]) -> str:
+    return f"### {name}\n\n![{name}]({image_src(Path(path))})\n"
+
+
 def render_markdown(
     *,
     title: str,
@@ -191,22 +266,22 @@ def render_markdown(
     stages: Sequence[Mapping[str, Any]] = (),
     plots: Mapping[str, Path] | None = None,
     notes: Sequence[str] = (),
+    image_src: Callable[[Path], str] = lambda p: p.name,
 ) -> str:
+    """The report. ``dataset_rows`` as :func:`dataset_rows` makes them; ``image_src``: how a plot is
+    referenced (its file name next to report.md, or :func:`data_uri` for the Prefect UI)."""
     parts = [f"# {title}\n"]
     parts += [f"- {n}" for n in notes]
     if notes:
         parts.append("")
     parts += ["## Dataset\n", _md_table(list(dataset_rows))]
     if stages:
-        parts += ["## Stages\n", _md_table(list(stages))]
+        parts += ["## Stages\n", _md_table(stage_rows(stages))]
     parts += ["## Metrics\n", _md_table(metrics_rows(results))]
     parts += ["## Per-class results\n", _md_table(per_class_rows(results, class_names))]
-    q = quarantine_rows(quarantine)
     n_q = 0 if quarantine is None else len(quarantine)
-    parts += [f"## Quarantine ({n_q} records)\n", _md_table(q)]
+    parts += [f"## Quarantine ({n_q} records)\n", quarantine_markdown(quarantine)]
     if plots:
         parts.append("## Plots\n")
-        parts += [f"![{name}]({Path(p).name})\n" for name, p in plots.items()]
+        parts += [plot_markdown(name, p, image_src) for name, p in plots.items()]
     return "\n".join(parts)
-
-

@@ -3,7 +3,9 @@
 Pickle is a small program: every ``GLOBAL`` opcode imports a callable that ``REDUCE`` then calls. The
 legacy feature pickles of this field (ARGF / HFFN / bc-LSTM) only need numpy's array reconstruction,
 so :class:`SafeUnpickler` resolves exactly those names from a fixed table and refuses any other
-global *before* it is imported or called: a refused pickle executes nothing.
+global *before* it is imported or called: a refused pickle executes nothing. The allowed constructors
+are bounded too: an array is never allocated beyond :data:`MAX_ARRAY_BYTES`, so a 200-byte pickle
+cannot ask ``numpy.ndarray`` for terabytes.
 """
 
 from __future__ import annotations
@@ -37,17 +39,57 @@ def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
     return _codecs.encode(text, "latin1")
 
 
+# A legacy feature pickle holds well under 1 GiB per array; anything above is refused, not allocated.
+MAX_ARRAY_BYTES = 4 << 30
+
+
+def _check_size(shape: Any, dtype: Any) -> None:
+    try:
+        dims = [int(shape)] if np.isscalar(shape) else [int(d) for d in shape]
+        itemsize = np.dtype(dtype).itemsize
+    except (TypeError, ValueError) as e:
+        raise UnsafePickleError(f"refused to load pickle: array shape {shape!r} / dtype {dtype!r} ({e})") from None
+    n = itemsize
+    for d in dims:
+        n *= max(d, 0)
+    if n > MAX_ARRAY_BYTES:
+        raise UnsafePickleError(f"refused to load pickle: it asks for a {n / 2**30:.1f} GiB array "
+                                f"(shape {tuple(dims)}); the limit is {MAX_ARRAY_BYTES / 2**30:.0f} GiB")
+
+
+class _Ndarray:
+    """What the global ``numpy.ndarray`` resolves to: a size-checked constructor. Passed to
+    ``_reconstruct`` (how numpy pickles arrays) it stands for ``numpy.ndarray`` itself."""
+
+    def __call__(self, shape: Any, dtype: Any = float, *args: Any, **kwargs: Any) -> np.ndarray:
+        _check_size(shape, dtype)
+        return np.ndarray(shape, dtype, *args, **kwargs)
+
+
+_NDARRAY = _Ndarray()
+
+
+def _reconstructor(multiarray: Any) -> Any:
+    def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+        if subtype is not _NDARRAY:
+            raise UnsafePickleError(f"refused to load pickle: _reconstruct of {subtype!r}, only numpy.ndarray is allowed")
+        _check_size(shape, dtype)
+        return multiarray._reconstruct(np.ndarray, shape, dtype)
+
+    return _reconstruct
+
+
 def _allowed() -> dict[tuple[str, str], Any]:
     multiarray = _numpy_core("multiarray")
     numeric = _numpy_core("numeric")
     table: dict[tuple[str, str], Any] = {
-        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "ndarray"): _NDARRAY,
         ("numpy", "dtype"): np.dtype,
         # Python-3 pickles (protocol < 3) store bytes as _codecs.encode(str, "latin1"): a pure function.
         ("_codecs", "encode"): _latin1_encode,
     }
     for mod in ("numpy.core", "numpy._core"):
-        table[(f"{mod}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        table[(f"{mod}.multiarray", "_reconstruct")] = _reconstructor(multiarray)
         table[(f"{mod}.multiarray", "scalar")] = multiarray.scalar
         # protocol-5 pickles of arrays
         if hasattr(numeric, "_frombuffer"):
@@ -101,7 +143,7 @@ def _load(f: IO[bytes], origin: str, encoding: str) -> Any:
         if e.path is None:
             raise UnsafePickleError(str(e), path=origin) from None
         raise
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as e:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, MemoryError) as e:
         raise InputError(f"not a readable pickle ({type(e).__name__}: {e})", path=origin) from e
 
 

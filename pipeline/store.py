@@ -16,11 +16,20 @@ Every file is self-contained and readable as-is by pyarrow, pandas and duckdb:
   its config (+ hash), library versions, the content hash of the source, modalities and dimension names.
 
 Writes go to a hidden temp file in the same directory and are renamed into place, so a crash never
-leaves a file a reader would accept (readers also skip names starting with ``.``).
+leaves a file a reader would accept (readers also skip names starting with ``.``). Checks on every file:
+
+* every data page carries a CRC (Parquet page checksums), verified by every read, and the metadata
+  JSON carries its SHA-256 under ``affectflow.sha256``: a flipped byte is refused with the file's name;
+* one writer per dataset (:func:`dataset_writer`, ``pipeline.writers``: a ``flock`` on
+  ``<dataset>/.lock``, released by the kernel even on kill -9); the writer first removes the temp files
+  a killed writer left, and checks write permission and free space before any work;
+* :func:`write_feature_set_chunks` writes one row group per chunk (one extracted item), so memory is
+  bounded by a chunk however large the feature set.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -38,29 +47,21 @@ from pydantic import BaseModel, ValidationError
 from pipeline.atomic import atomic_path
 from pipeline.errors import InputError, SplitError, StoreError
 from pipeline.provenance import hash_json, library_versions
+from pipeline.segments import SEGMENT_FIELDS, SPLITS
+from pipeline.writers import folder_writer
 
 SCHEMA_VERSION = 1
 META_KEY = b"affectflow"
-SPLITS = ("train", "valid", "test")
+META_HASH_KEY = b"affectflow.sha256"
+PARQUET_OPTIONS = {"compression": "zstd", "write_page_checksum": True}
 KEY_COLUMNS = ("dataset", "video_id", "segment_id", "segment_index", "start", "end", "split")
 LABEL_COLUMNS = ("label_bin", "label_class", "score")
 OPTIONAL_COLUMNS = ("transcript",)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
-SEGMENT_SCHEMA = pa.schema(
-    [
-        ("dataset", pa.string()),
-        ("video_id", pa.string()),
-        ("segment_id", pa.string()),
-        ("segment_index", pa.int32()),
-        ("start", pa.float64()),
-        ("end", pa.float64()),
-        ("split", pa.string()),
-        ("label_bin", pa.int8()),
-        ("label_class", pa.int16()),
-        ("score", pa.float32()),
-    ]
-)
+# The stored segment columns, typed by the one segment schema (pipeline.segments) plus the dataset name.
+SEGMENT_SCHEMA = pa.schema([pa.field("dataset", pa.string()),
+                            *(SEGMENT_FIELDS.field(c) for c in (*KEY_COLUMNS[1:], *LABEL_COLUMNS))])
 
 
 class ModalitySpec(BaseModel):
@@ -248,22 +249,59 @@ def to_table(fs: FeatureSet, origin: str = "<memory>") -> pa.Table:
             columns[m] = _vector_column(data, fs.missing.get(m), spec.dim, origin, m)
         else:
             columns[m] = _sequence_column(data, spec.dim, origin, m)
-    meta = fs.meta.model_copy(update={"n_rows": n})
-    table = pa.table(columns)
-    return table.replace_schema_metadata({META_KEY: meta.model_dump_json().encode()})
+    return pa.table(columns).replace_schema_metadata(meta_metadata(fs.meta.model_copy(update={"n_rows": n})))
+
+
+def meta_metadata(meta: FeatureSetMeta) -> dict[bytes, bytes]:
+    """Schema metadata of a feature set: the meta JSON and its SHA-256 (checked by :func:`read_meta`)."""
+    raw = meta.model_dump_json().encode()
+    return {META_KEY: raw, META_HASH_KEY: hashlib.sha256(raw).hexdigest().encode()}
 
 
 def write_atomic(table: pa.Table, path: Path) -> Path:
     """Write a Parquet file atomically (hidden temp file in the same directory, fsync, rename)."""
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+        pq.write_table(table, tmp, **PARQUET_OPTIONS)
     return path
 
 
 def write_feature_set(store: str | Path, fs: FeatureSet, origin: str = "<memory>") -> Path:
     """Validate and atomically write a feature set; returns the file path."""
-    table = to_table(fs, origin)
-    return write_atomic(table, feature_set_path(store, fs.meta.dataset, fs.meta.feature_set))
+    size = sum(a.nbytes if isinstance(a, np.ndarray) else sum(x.nbytes for x in a if x is not None)
+               for a in fs.features.values())  # uncompressed: an upper bound of the file's size
+    return write_feature_set_chunks(store, fs.meta.model_copy(update={"n_rows": len(fs)}), [fs], origin, size)
+
+
+def write_feature_set_chunks(store: str | Path, meta: FeatureSetMeta, chunks: Iterable[FeatureSet],
+                             origin: str = "<memory>", need_bytes: int = 0) -> Path:
+    """Write a feature set from chunks (each a FeatureSet with ``meta``'s modalities), one row group per
+    chunk, under the dataset's writer lock; the file appears (renamed into place) only once complete."""
+    path = feature_set_path(store, meta.dataset, meta.feature_set)
+    written, schema_md = 0, meta_metadata(meta)
+    with dataset_writer(store, meta.dataset, need_bytes):
+        try:
+            with atomic_path(path) as tmp:
+                writer: pq.ParquetWriter | None = None
+                try:
+                    for chunk in chunks:
+                        table = to_table(chunk, origin).replace_schema_metadata(schema_md)
+                        if writer is None:
+                            writer = pq.ParquetWriter(tmp, table.schema, **PARQUET_OPTIONS)
+                        writer.write_table(table)
+                        written += table.num_rows
+                finally:
+                    if writer is not None:
+                        writer.close()
+                if writer is None or written != meta.n_rows:
+                    raise StoreError(f"{written} rows written, the metadata says {meta.n_rows}", path=path)
+        except OSError as e:  # a disk that fills up during the write: one line, the temp file is gone
+            raise StoreError(f"write failed ({e.strerror or e}); nothing was replaced", path=path) from e
+    return path
+
+
+def dataset_writer(store: str | Path, dataset: str, need_bytes: int = 0):  # noqa: ANN201 - context manager
+    """Exclusive right to write ``store/dataset`` (see ``pipeline.writers.folder_writer``)."""
+    return folder_writer(Path(store) / validate_name(dataset, "dataset"), need_bytes)
 
 
 # ---------------------------------------------------------------------------------------------- read
@@ -280,6 +318,9 @@ def read_meta(path: str | Path) -> FeatureSetMeta:
     raw = (schema.metadata or {}).get(META_KEY)
     if raw is None:
         raise StoreError("no affectflow metadata: not written by affectflow, or stripped", path=path)
+    digest = (schema.metadata or {}).get(META_HASH_KEY)
+    if digest is None or hashlib.sha256(raw).hexdigest().encode() != digest:
+        raise StoreError("affectflow metadata does not match its checksum (corrupted file)", path=path)
     try:
         meta = FeatureSetMeta.model_validate_json(raw)
     except ValidationError as e:
@@ -304,6 +345,25 @@ def read_meta(path: str | Path) -> FeatureSetMeta:
     if absent:
         raise StoreError(f"missing columns {absent}", path=path)
     return meta
+
+
+def read_verified(path: Path, columns: Sequence[str] | None = None) -> pa.Table:
+    """The file's table with every page's CRC checked: a flipped byte is refused with the file's name."""
+    try:
+        return pq.read_table(path, columns=columns, page_checksum_verification=True)
+    except (OSError, pa.ArrowException) as e:
+        raise StoreError(f"corrupted data, refused ({e})", path=path) from e
+
+
+def _verified_labels(path: Path) -> pd.DataFrame:
+    """Split and label columns, every page of every column checked on the way (one row group at a time)."""
+    cols = ["split", "label_bin", "label_class", "score"]
+    try:
+        f = pq.ParquetFile(path, page_checksum_verification=True)
+        parts = [f.read_row_group(i).select(cols) for i in range(f.num_row_groups)]
+    except (OSError, pa.ArrowException) as e:
+        raise StoreError(f"corrupted data, refused ({e})", path=path) from e
+    return pa.concat_tables(parts).to_pandas() if parts else pd.DataFrame(columns=cols)
 
 
 def _vector_to_numpy(col: pa.ChunkedArray, dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -347,7 +407,7 @@ def read_feature_set(
     unknown = [m for m in wanted if m not in meta.modalities]
     if unknown:
         raise StoreError(f"modalities {unknown} not in feature set (has {list(meta.modalities)})", path=path)
-    table = pq.read_table(path)
+    table = read_verified(path)
     if table.num_rows != meta.n_rows:
         raise StoreError(f"{table.num_rows} rows on disk, metadata says {meta.n_rows}", path=path)
     if splits is not None:
@@ -393,8 +453,11 @@ def store_summary(store: str | Path) -> list[dict]:
         if isinstance(meta, StoreError):
             rows.append({"path": str(path), "error": str(meta)})
             continue
-        t = pq.read_table(path, columns=["split", "label_bin", "label_class", "score"])
-        df = t.to_pandas()
+        try:
+            df = _verified_labels(path)
+        except StoreError as e:
+            rows.append({"path": str(path), "error": str(e)})
+            continue
         splits = {}
         for s, g in df.groupby("split", sort=False):
             entry: dict = {"rows": len(g)}

@@ -41,9 +41,11 @@ from pipeline.data import (
 )
 from pipeline.errors import InputError
 from pipeline.evaluate import flatten_outputs, metrics_from_outputs
+from pipeline.logs import get_logger, progress_bar
 from pipeline.provenance import StageConfig, library_versions
 
 Progress = Callable[[str], None] | None
+log = get_logger("train")
 HIGHER_IS_BETTER = {"accuracy": True, "f1_weighted": True, "f1_macro": True, "loss": False}
 
 
@@ -136,7 +138,8 @@ def fit(cfg: TrainConfig, prep: PreparedData, progress: Progress = None) -> FitR
     best_state: dict[str, torch.Tensor] = {}
     best_epoch, since_best, stopped = 0, 0, False
     t0 = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
+    bar = progress_bar(range(1, cfg.epochs + 1), desc=f"train {cfg.model}", unit="epoch")
+    for epoch in bar:
         te = time.perf_counter()
         model.train()
         sums: dict[str, float] = {}
@@ -145,7 +148,7 @@ def fit(cfg: TrainConfig, prep: PreparedData, progress: Progress = None) -> FitR
             for k, v in model.training_step(batch, optimizers).items():
                 sums[k] = sums.get(k, 0.0) + v
             n_batches += 1
-        valid = validate(model, valid_st, prep.n_classes, prep.joined.label_names)
+        valid = validate(model, valid_st, prep.n_classes, prep.class_names)
         improved = _better(cfg.select_metric, valid, best)
         if improved:
             best, best_epoch, since_best = valid, epoch, 0
@@ -156,13 +159,17 @@ def fit(cfg: TrainConfig, prep: PreparedData, progress: Progress = None) -> FitR
                "valid_loss": valid["loss"], "valid_accuracy": valid["accuracy"],
                "valid_f1_weighted": valid["f1_weighted"], "best": improved, "seconds": time.perf_counter() - te}
         history.append(row)
+        line = (f"epoch {epoch:3d}/{cfg.epochs} " + " ".join(f"{k} {v:.4f}" for k, v in row.items()
+                                                             if k.startswith("train_"))
+                + f" valid_loss {valid['loss']:.4f} acc {valid['accuracy']:.4f} f1 {valid['f1_weighted']:.4f}"
+                + (" *" if improved else ""))
+        log.info("%s %s", cfg.model, line)
         if progress:
-            progress(f"epoch {epoch:3d}/{cfg.epochs} train_loss {row.get('train_loss', float('nan')):.4f} "
-                     f"valid_loss {valid['loss']:.4f} acc {valid['accuracy']:.4f} f1 {valid['f1_weighted']:.4f}"
-                     f"{' *' if improved else ''}")
+            progress(line)
         if since_best >= cfg.patience:
             stopped = True
             break
+    bar.close()
     assert best is not None
     model.load_state_dict(best_state)
     model.eval()
@@ -187,7 +194,7 @@ def run_info(cfg: TrainConfig, prep: PreparedData, res: FitResult, *, store: str
         model=cfg.model, class_path=class_path(type(model)), model_cfg=model.cfg.model_dump(mode="json"),
         train_config=cfg.model_dump(mode="json"), config_hash=cfg.config_hash(), input_kind=model.input_kind,
         dims=prep.joined.dims, n_classes=prep.n_classes, label_kind=prep.label_kind,
-        label_names=prep.joined.label_names, store=str(store), dataset=dataset, features=dict(features),
+        label_names=prep.class_names, store=str(store), dataset=dataset, features=dict(features),
         data_hash=prep.joined.data_hash(), sources={m: s.model_dump() for m, s in prep.joined.sources.items()},
         standardization={m: s.model_dump() for m, s in prep.stats.items()}, versions=library_versions(),
         best_epoch=res.best_epoch, epochs_run=res.epochs_run, stopped_early=res.stopped_early,
@@ -212,15 +219,19 @@ def train(
                                standardize=cfg.standardize)
     mapping = {m: s.feature_set for m, s in prep.joined.sources.items()}
     warn_if_in_sample(store, dataset, list(mapping.values()))
+    start = (f"train {cfg.model} on {dataset} {mapping} dims {prep.joined.dims} classes {prep.n_classes} "
+             f"seed {cfg.seed}")
+    log.info(start)
     if progress:
-        progress(f"train {cfg.model} on {dataset} {mapping} dims {prep.joined.dims} classes {prep.n_classes} "
-                 f"seed {cfg.seed}")
+        progress(start)
     res = fit(cfg, prep, progress)
     out = Path(out_dir)
     info = run_info(cfg, prep, res, store=store, dataset=dataset, features=mapping)
     save_run(out, res.model, info, res.best_state)
     write_text_atomic(out / HISTORY, _history_csv(res.history))
+    end = (f"{cfg.model}: best epoch {res.best_epoch} of {res.epochs_run}: valid {cfg.select_metric} "
+           f"{res.best_valid[cfg.select_metric]:.4f} -> {out}")
+    log.info(end)
     if progress:
-        progress(f"best epoch {res.best_epoch} of {res.epochs_run}: valid {cfg.select_metric} "
-                 f"{res.best_valid[cfg.select_metric]:.4f} -> {out}")
+        progress(end)
     return out

@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from models.base import Batch
 from models.c3d import C3D, C3DConfig
 from pipeline.errors import InputError, ItemError, StoreError
+from pipeline.extract import quarantine_record
 from pipeline.extractors.base import MediaItem
 from pipeline.extractors.c3d_crops import FaceCropsConfig, FaceCropsExtractor
 from pipeline.provenance import StageConfig, hash_file, hash_json, library_versions
@@ -64,10 +65,9 @@ def build_crop_store(
     quarantine: list[dict] = []
     for it in items:
         try:
-            tf = ex.extract(it, None)
+            tf = ex.extract(it, None).features
         except ItemError as e:
-            quarantine.append({"item_id": it.item_id, "segment_id": None, "modality": modality,
-                               "stage": e.stage, "reason": str(e)})
+            quarantine.append(quarantine_record(it.item_id, e.stage, str(e), modality))
             continue
         ids = it.segments["segment_id"].astype(str).to_numpy()
         win = it.segments[["start", "end"]].to_numpy(np.float64)

@@ -83,13 +83,16 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait(timeout=5)
 
 
-def start_server() -> Server:
+def start_server(**settings: str) -> Server:
+    """``prefect server start`` on a free port; ``settings`` are extra server environment variables
+    (its database URL, the scheduler's loop intervals)."""
     home = Path(tempfile.mkdtemp(prefix="affectflow-prefect-"))
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
     log = home / "server.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(prefect_env(home))
+    # With its UI (the browser test reads its pages), which must call this port, not the default 4200.
+    env.update(prefect_env(home, **{"PREFECT_UI_ENABLED": "true", "PREFECT_UI_API_URL": url, **settings}))
     with open(log, "w") as fh:
         proc = subprocess.Popen(
             [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
@@ -179,6 +182,13 @@ def flaky_extract(item, cfg):
     if n == 0:
         raise OSError("simulated transient I/O error")
     return extract_item(item, cfg)
+
+
+def describe(request: pytest.FixtureRequest, *args: str) -> list[dict]:
+    """Flow runs (name, tags, task run names, logs) as tests/run_api.py reads them from the test server."""
+    res = run([sys.executable, str(Path(__file__).with_name("run_api.py")), *args], get_server(request.config).env())
+    assert res.returncode == 0, res.stdout[-3000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def json_tail(stdout: str) -> dict:

@@ -8,6 +8,7 @@ import io
 
 import numpy as np
 import pytest
+from mmsdk import mmdatasdk as md
 
 from pipeline.align import align_to_segments, clip_to_segments, fallback_word_times
 from pipeline.corpus import read_align
@@ -18,7 +19,6 @@ from pipeline.extractors.text_pooled import tokenize
 
 def _mmsdk_align(ref: dict[str, np.ndarray], other: dict[str, TimedFeatures], collapse) -> dict[str, np.ndarray]:
     """mmsdk's mmdataset.align on in-memory sequences (no files, no deploy(), no input())."""
-    md = pytest.importorskip("mmsdk.mmdatasdk")
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         r, o = md.computational_sequence("ref"), md.computational_sequence("other")
         for vid, iv in ref.items():

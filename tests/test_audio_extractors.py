@@ -58,7 +58,7 @@ def test_registry_and_configs() -> None:
 
 def test_egemaps_functionals_per_segment(moud) -> None:  # noqa: ANN001
     item, media = moud
-    tf = get_extractor("egemaps").extract(item, media)
+    tf = get_extractor("egemaps").extract(item, media).features
     assert tf.values.shape == (5, 88)
     assert tf.dim_names == list(smile_for("eGeMAPSv02", "functionals").feature_names)
     assert tf.dim_names[0] == "F0semitoneFrom27.5Hz_sma3nz_amean"
@@ -76,17 +76,17 @@ def test_egemaps_functionals_per_segment(moud) -> None:  # noqa: ANN001
 
 def test_lld_levels(lrs2) -> None:  # noqa: ANN001
     item, media = lrs2
-    tf = get_extractor("egemaps", level="lld").extract(item, media)
+    tf = get_extractor("egemaps", level="lld").extract(item, media).features
     assert tf.values.shape[1] == 25 and tf.dim_names[0] == "Loudness_sma3"
     assert abs(len(tf.values) - 100 * media.duration) < 10  # 10 ms hop
     assert np.allclose(np.diff(tf.intervals[:, 0]), 0.01, atol=1e-6)
-    deltas = get_extractor("compare2016", level="lld_deltas").extract(item, media)
+    deltas = get_extractor("compare2016", level="lld_deltas").extract(item, media).features
     assert deltas.values.shape[1] == 65 and deltas.dim_names[0].endswith("_de")
 
 
 def test_compare_functionals_on_mpeg1_mp2(clips_dir: Path) -> None:
     path = clips_dir / "grid_lipnet" / "bbaf2n.mpg"
-    tf = get_extractor("compare2016").extract(_item(path), open_media(path))
+    tf = get_extractor("compare2016").extract(_item(path), open_media(path)).features
     assert tf.values.shape == (1, 6373) and np.isfinite(tf.values).all()
 
 
@@ -107,11 +107,12 @@ def test_segments_without_audio_are_missing_with_a_note(clips_dir: Path) -> None
     path = clips_dir / "pyfeat" / "face_noface.mov"
     item = _item(path, [(0.0, 2.0), (3.0, 5.0), (5.0, 5.05)], "fnf")
     ex = get_extractor("egemaps")
-    tf = ex.extract(item, open_media(path))
+    out = ex.extract(item, open_media(path))
+    tf = out.features
     assert tf.values.shape == (1, 88) and np.allclose(tf.intervals, [[3.0, 5.0]])
-    assert set(ex.segment_notes) == {"fnf_0", "fnf_2"} and "audio spans 2.43" in ex.segment_notes["fnf_0"]
+    assert set(out.notes) == {"fnf_0", "fnf_2"} and "audio spans 2.43" in out.notes["fnf_0"]
     cov = get_extractor("covarep")
-    seq = cov.extract(item, open_media(path))
+    seq = cov.extract(item, open_media(path)).features
     assert seq.intervals[:, 0].min() >= 3.0 - 1e-9 and seq.intervals[:, 1].max() <= 5.05 + 1e-9
     with pytest.raises(ItemError, match="no segment has"):
         ex.extract(_item(path, [(0.0, 2.0)]), open_media(path))
@@ -119,7 +120,7 @@ def test_segments_without_audio_are_missing_with_a_note(clips_dir: Path) -> None
 
 def test_covarep_on_speech_is_plausible(lrs2, clips_dir: Path) -> None:  # noqa: ANN001
     item, media = lrs2
-    tf = get_extractor("covarep").extract(item, media)
+    tf = get_extractor("covarep").extract(item, media).features
     names = tf.dim_names
     assert names[:7] == ["F0", "VUV", "NAQ", "QOQ", "H1H2", "MDQ", "peakSlope"]  # COVAREP's order, no PSP
     assert names[7:32] == [f"MCEP_{i}" for i in range(25)]
@@ -135,7 +136,7 @@ def test_covarep_on_speech_is_plausible(lrs2, clips_dir: Path) -> None:  # noqa:
     f0 = df.loc[voiced, "F0"].median()
     assert 80 < f0 < 250  # adult male BBC speaker
     # independent tracker: openSMILE's ComParE F0 (Hz) agrees on the median within 15 %
-    ref = get_extractor("compare2016", level="lld").extract(item, media)
+    ref = get_extractor("compare2016", level="lld").extract(item, media).features
     f0_ref = ref.values[:, ref.dim_names.index("F0final_sma")]
     assert abs(f0 / np.median(f0_ref[f0_ref > 0]) - 1) < 0.15
     v = df[voiced]
@@ -210,8 +211,8 @@ def test_peak_slope_orders_spectral_tilts() -> None:
 
 def test_covarep_chunks_keep_the_frame_grid(moud) -> None:  # noqa: ANN001
     item, media = moud
-    whole = get_extractor("covarep", glottal=False).extract(item, media)
-    chunked = get_extractor("covarep", glottal=False, chunk_frames=500).extract(item, media)
+    whole = get_extractor("covarep", glottal=False).extract(item, media).features
+    chunked = get_extractor("covarep", glottal=False, chunk_frames=500).extract(item, media).features
     assert np.allclose(whole.intervals, chunked.intervals)
     # Praat's voicing depends on the stretch it analyses (its Viterbi path; the silence threshold is
     # rescaled to the whole stretch's peak), so chunking changes a few decisions, not the picture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
+from mmsdk import mmdatasdk
 
 from pipeline.errors import InputError
 from pipeline.importers.csd import (
@@ -69,7 +70,6 @@ def test_store_round_trip_is_exact(tmp_path, labels_csd, mosi_dir):
 
 
 def test_mmsdk_reads_what_we_write(tmp_path, labels_csd):
-    mmdatasdk = pytest.importorskip("mmsdk.mmdatasdk")
     out = write_csd(read_csd(labels_csd), tmp_path / "ours.csd")
     ours = mmdatasdk.computational_sequence(str(out))
     theirs = mmdatasdk.computational_sequence(str(labels_csd))
@@ -83,7 +83,6 @@ def test_mmsdk_reads_what_we_write(tmp_path, labels_csd):
 def test_export_of_non_csd_feature_set_is_sdk_readable(tmp_path, mosi_dir):
     from pipeline.importers.table import import_table
 
-    mmdatasdk = pytest.importorskip("mmsdk.mmdatasdk")
     import_table(mosi_dir / "segments.csv", mosi_dir / "bclstm_raw_features.dev.npz", store=tmp_path, dataset="mosi")
     paths = export_csd(store=tmp_path, dataset="mosi", feature_set="table", out=tmp_path / "out", modalities=["audio"])
     cs = mmdatasdk.computational_sequence(str(paths[0]))

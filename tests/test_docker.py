@@ -43,6 +43,10 @@ def test_image_installs_what_pyproject_pins() -> None:
     extras = re.search(r"\.\[([\w,-]+)\]", runs[deps]).group(1).split(",")
     assert set(extras) <= set(_pyproject()["project"]["optional-dependencies"])
     assert any("pip install --no-deps -e ." in r for r in runs[deps + 1:])
+    # The image holds the SQLAlchemy pin too: it installs from pyproject.toml and `pip check`s the result
+    # while the project's metadata (with the pin) is still installed.
+    assert "sqlalchemy>=2.0,<2.1" in _pyproject()["project"]["dependencies"]
+    assert re.search(r"pip install \"?\.\[[\w,-]+\]\"? && pip check && pip uninstall -y affectflow", runs[deps])
     text = (DOCKER / "Dockerfile").read_text()
     base = re.search(r"^FROM python:(\d+\.\d+)", text, re.M).group(1)
     assert base == "3.11" and ">=3.11" in _pyproject()["project"]["requires-python"]

@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.extract import ExtractConfig, ExtractorSpec, extract_corpus, extract_item, quarantine_path
+from pipeline.assemble import quarantine_path
+from pipeline.engine import extract_corpus, local_mapper
+from pipeline.extract import ExtractConfig, ExtractorSpec, extract_item
 from pipeline.store import read_feature_set, read_meta
 
 # one clip of each trap: MPEG-1/mp2, tight crop mp4, no audio stream, no face, face disappearing
@@ -76,24 +78,23 @@ def test_every_clip_kind_gets_features_or_precise_reasons(clip_corpus, tmp_path)
     seg = fs.segments
     for m, spec in cfg.specs():
         col = spec.column
-        miss = fs.missing[col] if col in fs.missing else np.ones(len(seg), bool)
+        miss = fs.missing[col]
         for i in np.flatnonzero(miss):  # every missing cell is explained, item- or segment-level
             vid, sid = seg["video_id"][i], seg["segment_id"][i]
             hit = q[(q.item_id == vid) & (q.modality == m) & (q.segment_id.isna() | (q.segment_id == sid))]
             assert len(hit) and hit["reason"].str.len().min() > 10, (vid, sid, m)
-        if col in fs.features:  # missing rows are nulls in the file, not zeros that look like data
-            assert np.isfinite(fs.features[col][~miss]).all()
+        # every column is produced for some clip; missing rows are nulls in the file, not zeros that look real
+        assert np.isfinite(fs.features[col][~miss]).all() and (~miss).any(), col
 
     def reasons(vid, m):
         return " | ".join(q[(q.item_id == vid) & (q.modality == m)]["reason"])
 
     mead = "mead_dreamtalk/W009_front_sad_level3_001"
-    if any(m == "audio" for m, _ in cfg.specs()):
-        assert "no audio stream" in reasons(mead, "audio")
+    assert [m for m, _ in cfg.specs()] == ["text", "audio", "video"]  # the defaults cover every modality
+    assert "no audio stream" in reasons(mead, "audio")
     assert "no transcript" in reasons(mead, "text")
     assert "no transcript" in reasons("pyfeat/no_face", "text")
-    if any(m == "video" for m, _ in cfg.specs()):
-        assert "no face" in reasons("pyfeat/no_face", "video")
+    assert "no face" in reasons("pyfeat/no_face", "video")
     moud = seg["video_id"] == "moud101"
     assert moud.sum() == 5 and (seg.loc[moud, "split"] == "valid").all()
     assert not fs.missing["text"][moud.to_numpy()].any()  # Spanish words are in glove.6B's vocabulary
@@ -103,7 +104,7 @@ def test_every_clip_kind_gets_features_or_precise_reasons(clip_corpus, tmp_path)
 
 
 def test_item_result_survives_the_payload_codec(mosi_dir, glove_txt):
-    payload = pytest.importorskip("pipeline.payload")
+    from pipeline import payload
     from pipeline.corpus import load_corpus
 
     item = load_corpus(mosi_dir / "segments.csv").items[3]
@@ -134,7 +135,7 @@ def test_two_worker_processes_give_the_same_feature_set(mosi_dir, glove_txt, tmp
     seg[seg.video_id.isin(seg.video_id.unique()[:6])].to_csv(tmp_path / "manifest.csv", index=False)
     one = extract_corpus(tmp_path, store=tmp_path / "a", dataset="mosi", cfg=_text_only(glove_txt), progress=False)
     two = extract_corpus(tmp_path, store=tmp_path / "b", dataset="mosi", cfg=_text_only(glove_txt), progress=False,
-                         workers=2)
+                         mapper=local_mapper(2))
     assert one.n_items == two.n_items == 6 and one.n_segments == two.n_segments > 60
     a, b = (read_feature_set(p, "mosi", "extracted") for p in (tmp_path / "a", tmp_path / "b"))
     assert a.segments["segment_id"].tolist() == b.segments["segment_id"].tolist()

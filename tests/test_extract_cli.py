@@ -29,12 +29,10 @@ def test_extract_embedded_corpus(tmp_path, capsys):
     seq = read_feature_set(tmp_path, "grid", "extracted.seq")
     assert seq.features["text"][2].shape == (6, 50)
     for col in ("audio_words", "video_words"):  # word-level: one audio/visual vector per word, in order
-        if col in seq.features:
-            assert seq.features[col][2].shape[0] == 6, col
-            assert sum(s is not None for s in seq.features[col]) >= 10, col
+        assert seq.features[col][2].shape[0] == 6, col
+        assert sum(s is not None for s in seq.features[col]) >= 10, col
     for m in ("audio", "video"):  # every shipped clip has speech and a face
-        if m in fs.features:
-            assert not fs.missing[m].any(), m
+        assert not fs.missing[m].any(), m
     q = pd.read_parquet(tmp_path / "grid" / "_quarantine" / "extracted.parquet")
     assert len(q) == 0
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from prefect_server import BIN, Rebuilt, get_server, json_tail, run, shared_rebuild
+from prefect_server import BIN, Rebuilt, describe, get_server, json_tail, run, shared_rebuild
 
 from pipeline import payload
 from pipeline.errors import InputError
@@ -76,15 +76,21 @@ def test_unchanged_rerun_recomputes_nothing(rebuilt: Rebuilt) -> None:
 def test_artifacts_published(rebuilt: Rebuilt, request: pytest.FixtureRequest) -> None:
     server = get_server(request.config)
     code = (
+        "import json\n"
         "from prefect.client.orchestration import get_client\n"
         "with get_client(sync_client=True) as c:\n"
-        "    print(sorted({a.key for a in c.read_artifacts() if a.key}))\n"
+        "    print(json.dumps({a.key: [a.type, str(a.data)] for a in c.read_artifacts() if a.key}))\n"
     )
     res = run([sys.executable, "-c", code], server.env())
     assert res.returncode == 0, res.stdout
-    keys = res.stdout
+    arts = json.loads(res.stdout.strip().splitlines()[-1])
     for key in ("rebuild-report-mosi", "metrics-mosi", "per-class-mosi", "quarantine-mosi", "plot-mosi-argf-t-sne"):
-        assert key in keys, keys
+        assert key in arts, sorted(arts)
+    # Plots travel inside the artifacts (the UI renders data: URIs); nothing points at this machine's files.
+    assert not [k for k, (_, data) in arts.items() if "file://" in data]
+    assert arts["rebuild-report-mosi"][1].count("](data:image/png;base64,") == 4
+    assert arts["plot-mosi-argf-t-sne"][0] == "markdown" and "](data:image/png;base64," in arts["plot-mosi-argf-t-sne"][1]
+    assert arts["quarantine-mosi"] == ["markdown", "No items quarantined."]
 
 
 @pytest.mark.slow
@@ -102,6 +108,9 @@ def test_rebuild_from_a_raw_corpus(request: pytest.FixtureRequest, mosi_dir: Pat
     assert res.returncode == 0, res.stdout[-4000:]
     s = json_tail(res.stdout)
     assert [x["stage"] for x in s["stages"]] == ["extract", "ucln-text", "context", "train-mlp"]
+    assert s["flow_run"]["name"].startswith("rebuild-mositext-")
+    assert {"dataset:mositext", f"corpus:{mosi_dir.parent.name}/{mosi_dir.name}"} <= set(
+        describe(request, s["flow_run"]["id"])[0]["tags"])
     assert s["stages"][0]["recomputed"] == "72/72 videos"  # 62 train + 10 valid videos (test held out)
     assert s["metrics"]["mlp"]["n"] == 240  # the honest-mosi valid split, from the corpus's split column
     for fs in ("extracted", "ucln-context"):

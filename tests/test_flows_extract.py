@@ -5,13 +5,14 @@ caching (unchanged corpus: nothing recomputed; one changed video: only that one)
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from prefect_server import BIN, get_server, json_tail, run
+from prefect_server import BIN, describe, get_server, json_tail, run
 
 GRID = ["bbaf2n", "brbk7n", "lbax4n"]
 pytestmark = pytest.mark.slow
@@ -57,6 +58,12 @@ def test_retries_quarantine_and_incremental_cache(request: pytest.FixtureRequest
     assert _attempts(work) == {**{g: 2 for g in GRID}, "broken": 1}  # retried once / never retried
     assert (s1["n_items"], s1["n_computed"], s1["n_cached"], s1["n_failed"]) == (4, 4, 0, 1)
     assert s1["failed_items"] == ["broken"]
+    # Each video's outcome and quarantine reason: on the terminal and in the extraction run's logs.
+    reason = re.compile(r"video broken: quarantined \[-/decode\] .*simulated permanent failure")
+    assert reason.search(res.stdout), res.stdout[-3000:]
+    logs = [g["message"] for r in describe(request, "--like", "extract-corpus-clips-%") for g in r["logs"]]
+    assert [m for m in logs if reason.fullmatch(m)] and "video broken: nothing extracted" in logs, logs
+    assert {f"video {g}: extracted, 3 feature columns" for g in GRID} <= set(logs), logs
     q = pd.read_parquet(work / "store" / "clips" / "_quarantine" / "extracted.parquet")
     assert "simulated permanent failure" in " ".join(q[q.item_id == "broken"]["reason"])
     fs = pq.read_table(work / "store" / "clips" / "extracted.parquet")
@@ -79,3 +86,24 @@ def test_retries_quarantine_and_incremental_cache(request: pytest.FixtureRequest
     res, _ = _extract(request, corpus, "--max-error-rate", "0.2", fn=None)
     assert res.returncode == 1, res.stdout[-4000:]
     assert "1/4 items failed" in res.stdout and "simulated permanent failure" in res.stdout, res.stdout[-3000:]
+
+
+def test_the_flow_and_the_cli_are_one_engine(request: pytest.FixtureRequest, corpus: Path, tmp_path: Path) -> None:
+    """The same corpus through the Prefect flow and through `affectflow extract`: the same feature sets, the
+    same quarantine table, the same summary fields."""
+    server = get_server(request.config)
+    cfg = tmp_path / "text.json"
+    cfg.write_text(json.dumps({"text": [{"name": "glove", "keep_sequence": True}], "audio": [], "video": []}))
+    common = ["--dataset", "clips", "--json"]
+    flow = run([str(BIN / "affectflow"), "run", str(corpus), "--extract-only", "--store", str(tmp_path / "flow"),
+                "--extract-config", str(cfg), *common], server.env(), cwd=tmp_path, timeout=400)
+    cli = run([str(BIN / "affectflow"), "extract", str(corpus), "--store", str(tmp_path / "cli"), "--config", str(cfg),
+               "--no-progress", *common], server.env(), cwd=tmp_path, timeout=400)
+    assert flow.returncode == 0 and cli.returncode == 0, (flow.stdout[-3000:], cli.stdout[-3000:])
+    s_flow, s_cli = json_tail(flow.stdout), json_tail(cli.stdout)
+    assert set(s_cli) <= set(s_flow) and s_flow["task_runner"] == "threads"
+    for k in ("n_items", "n_segments", "items_done", "n_failed", "present_per_column", "reasons"):
+        assert s_flow[k] == s_cli[k], k
+    for name in ("extracted", "extracted.seq", "_quarantine/extracted"):
+        a, b = (pq.read_table(tmp_path / s / "clips" / f"{name}.parquet") for s in ("flow", "cli"))
+        assert a.replace_schema_metadata(None).equals(b.replace_schema_metadata(None)), name

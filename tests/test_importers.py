@@ -225,7 +225,7 @@ def _seg_and_npz(tmp_path, segments_csv, raw_npz, n=40):
 
 
 @pytest.mark.parametrize("case, match", [
-    ("duplicate_ids", "duplicate segment ids"),
+    ("duplicate_ids", "row 4, column .segment_id.: duplicate segment id"),
     ("unknown_split", "unknown split names"),
     ("nan", "NaN/inf"),
     ("inf", "NaN/inf"),
@@ -234,8 +234,8 @@ def _seg_and_npz(tmp_path, segments_csv, raw_npz, n=40):
     ("unknown_id", "not in the segments table"),
     ("no_split_col", "lacks columns"),
     ("missing_file", "not found"),
-    ("bad_index", "must hold integers"),
-    ("bad_label", "values other than 0/1"),
+    ("bad_index", "row 5, column .segment_index.: not a number"),
+    ("bad_label", "row 3, column .label_bin.: must be one of"),
 ])
 def test_table_input_errors(tmp_path, segments_csv, raw_npz, case, match):
     seg, arrays = _seg_and_npz(tmp_path, segments_csv, raw_npz)
@@ -279,3 +279,22 @@ def test_table_object_npz_refused(tmp_path, segments_csv):
     np.savez(tmp_path / "o.npz", segment_id=seg.segment_id.to_numpy(dtype=object), text=np.zeros((3, 2)))
     with pytest.raises(InputError, match="pickle"):
         import_table(tmp_path / "s.csv", tmp_path / "o.npz", store=tmp_path / "st", dataset="x")
+
+
+def test_label_is_a_class_name_in_every_reader(tmp_path, segments_csv, raw_npz):
+    """One segment schema: `label` is a class name for the table importer as for the corpus loader (it used
+    to be read as the binary label here), numbered into label_class with sorted label_names."""
+    from pipeline.corpus import corpus_from_rows
+
+    seg, arrays = _seg_and_npz(tmp_path, segments_csv, raw_npz, n=6)
+    seg["label"] = ["neutral", "happy", "sad", "happy", "neutral", "sad"]
+    seg.to_csv(tmp_path / "seg.csv", index=False)
+    np.savez(tmp_path / "feat.npz", **arrays)
+    import_table(tmp_path / "seg.csv", tmp_path / "feat.npz", store=tmp_path / "s", dataset="mosi")
+    fs = read_feature_set(tmp_path / "s", "mosi", "table")
+    assert fs.meta.label_names == ["happy", "neutral", "sad"]
+    assert fs.segments["label_class"].tolist() == [1, 0, 2, 0, 1, 2]
+    assert fs.segments["label_bin"].tolist() == seg["label_bin"].tolist()  # untouched by `label`
+    corpus = corpus_from_rows(tmp_path, [{"video_id": "v", "segment_id": f"v_{i}", "transcript": "x", "label": name}
+                                         for i, name in enumerate(seg["label"])])
+    assert corpus.segments["label_class"].tolist() == [1, 0, 2, 0, 1, 2]

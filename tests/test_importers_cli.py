@@ -70,7 +70,7 @@ def test_import_table_and_default_and_csd_export(tmp_path, mosi_dir, capsys):
                    "--split-policy", "random"], "unknown split policy"),
     (lambda t, m: ["import", "pickle", str(t / "evil.pickle"), "--dataset", "x"], "refused to load pickle"),
     (lambda t, m: ["import", "table", "--segments", str(t / "dup.csv"), "--features",
-                   str(m / "bclstm_raw_features.dev.npz"), "--dataset", "x"], "duplicate segment ids"),
+                   str(m / "bclstm_raw_features.dev.npz"), "--dataset", "x"], "duplicate segment id"),
     (lambda t, m: ["import", "csd", str(t / "nope.csd")], "computational sequence not found"),
     (lambda t, m: ["export", "csd", "--dataset", "x", "--feature-set", "y", "--out", str(t / "o")], "no feature set"),
 ])

@@ -33,12 +33,13 @@ def test_mosi_transcripts_glove_coverage_and_pooling(mosi_dir, glove_txt):
     corpus = load_corpus(mosi_dir / "segments.csv")
     ext = get_extractor("glove", vectors=str(glove_txt))
     item = corpus.items[0]
-    tf = ext.extract(item, None)
+    out = ext.extract(item, None)
+    tf = out.features
     assert tf.values.shape[1] == 50 and np.isfinite(tf.values).all()
     # words sit inside their segment, in order
     s = item.segments
     assert tf.intervals[0, 0] == pytest.approx(s["start"].iloc[0]) and tf.intervals[-1, 1] <= s["end"].max() + 1e-9
-    assert ext.stats["oov"] / ext.stats["tokens"] < 0.03  # the README's 98.9% coverage
+    assert out.stats["oov"] / out.stats["tokens"] < 0.03  # the README's 98.9% coverage
     # pooled vector of the first segment = mean of its tokens' GloVe vectors
     toks = tokenize(s["transcript"].iloc[0])
     vecs = load_glove(str(glove_txt))
@@ -59,12 +60,12 @@ def _item(texts):
 @pytest.mark.parametrize("oov,n", [("skip", 1), ("zero", 2), ("random", 2), ("mean", 2)])
 def test_oov_policies(glove_txt, oov, n):
     ext = get_extractor("glove", vectors=str(glove_txt), oov=oov)
-    tf = ext.extract(_item(["movie qwzxv"]), None)
+    tf = ext.extract(_item(["movie qwzxv"]), None).features
     assert len(tf.values) == n
     if oov == "zero":
         assert (tf.values[1] == 0).all()
     if oov == "random":  # reproducible: the same word gets the same vector in another process/run
-        again = get_extractor("glove", vectors=str(glove_txt), oov=oov).extract(_item(["qwzxv"]), None)
+        again = get_extractor("glove", vectors=str(glove_txt), oov=oov).extract(_item(["qwzxv"]), None).features
         np.testing.assert_array_equal(again.values[0], tf.values[1])
 
 
@@ -72,9 +73,9 @@ def test_empty_transcript_is_an_item_error_and_segment_notes(glove_txt):
     ext = get_extractor("glove", vectors=str(glove_txt))
     with pytest.raises(ItemError, match="empty transcript"):
         ext.extract(_item(["", "  "]), None)
-    tf = ext.extract(_item(["good movie", "", "qwzxv"]), None)
-    assert len(tf.values) == 2 and set(ext.segment_notes) == {"s1", "s2"}
-    assert "out of vocabulary" in ext.segment_notes["s2"]
+    out = ext.extract(_item(["good movie", "", "qwzxv"]), None)
+    assert len(out.features.values) == 2 and set(out.notes) == {"s1", "s2"}
+    assert "out of vocabulary" in out.notes["s2"]
 
 
 def test_word_timings_from_corpus_are_used(clips_dir):
@@ -83,7 +84,7 @@ def test_word_timings_from_corpus_are_used(clips_dir):
     words = read_align(clips_dir / "grid_lipnet" / "swwp2s.align")
     seg = pd.DataFrame({"segment_id": ["a"], "segment_index": [0], "start": [0.0], "end": [3.0],
                         "transcript": ["set white with p two soon"]})
-    tf = GloveExtractor().extract(MediaItem("g", None, seg, words), None)  # full glove.6B (has "p")
+    tf = GloveExtractor().extract(MediaItem("g", None, seg, words), None).features  # full glove.6B (has "p")
     np.testing.assert_allclose(tf.intervals, words[["start", "end"]].to_numpy())
 
 
@@ -99,7 +100,7 @@ def test_word2vec_trained_on_train_split_is_reproducible(mosi_dir, tmp_path):
     train_vocab = {t for s in corpus.segments.query("split == 'train'").transcript for t in tokenize(s)}
     valid_only = {t for s in corpus.segments.query("split == 'valid'").transcript for t in tokenize(s)} - train_vocab
     assert valid_only and not (valid_only & set(va.index))
-    tf = a.extract(corpus.items[0], None)
+    tf = a.extract(corpus.items[0], None).features
     assert tf.values.shape[1] == 16
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from models.textcnn import TextCNN, pad_sequences
-from pipeline.extract import ExtractConfig, ExtractorSpec, extract_corpus
+from pipeline.engine import extract_corpus
+from pipeline.extract import ExtractConfig, ExtractorSpec
 from pipeline.store import read_feature_set
 from pipeline.text_cnn import TextCNNConfig, train_text_cnn
 

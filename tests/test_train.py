@@ -34,7 +34,7 @@ def run_dir(store, tmp_path_factory) -> Path:
 
 def test_short_real_run_learns_well_above_majority(run_dir):
     res = evaluate_run(run_dir, "valid")
-    assert res["n"] == 240 and res["class_counts"] == {"0": 91, "1": 149}
+    assert res["n"] == 240 and res["class_counts"] == {"negative": 91, "positive": 149}
     assert res["majority_accuracy"] == pytest.approx(149 / 240)
     # Majority is 62.1%; a learning model on these features reaches the high 70s.
     assert res["accuracy"] > res["majority_accuracy"] + 0.10

@@ -93,3 +93,24 @@ def test_video_level_runs_are_deterministic(store, tmp_path):
     a = train(cfg, store=store, dataset="mosi", features="bclstm-raw", out_dir=tmp_path / "a", progress=None)
     b = train(cfg, store=store, dataset="mosi", features="bclstm-raw", out_dir=tmp_path / "b", progress=None)
     assert load_run(a)[1].checkpoint_sha256 == load_run(b)[1].checkpoint_sha256
+
+
+def test_class_names_travel_through_the_context_features(store, tmp_path):
+    """A class-labelled set (MOSI scores in three bins): the context set keeps the class names, so the
+    fusion models trained on it report "negative"/"neutral"/"positive", not "0"/"1"/"2"."""
+    from pipeline.store import FeatureSet, make_meta, read_meta, write_feature_set
+
+    src = read_feature_set(store, "mosi", "bclstm-raw", modalities=["text"])
+    names = ["negative", "neutral", "positive"]
+    seg = src.segments.copy()
+    seg["label_class"] = np.digitize(seg["score"].to_numpy(), [-0.5, 0.5]).astype(np.int8)
+    meta = make_meta(dataset="mosi3", feature_set="raw", modalities={"text": src.meta.modalities["text"]},
+                     producer=src.meta.producer, source_hash=src.meta.source_hash, label_names=names)
+    write_feature_set(tmp_path, FeatureSet(meta, seg, src.features, src.missing))
+    cfg = TrainConfig(model="ucln", epochs=2, patience=2, batch_size=10, seed=0, label="class")
+    train_ucln_per_modality(cfg, store=tmp_path, dataset="mosi3", features="raw", out_dir=tmp_path / "ucln",
+                            write_context="ctx", progress=None)
+    assert read_meta(tmp_path / "mosi3" / "ctx.parquet").label_names == names
+    run = train(TrainConfig(model="mlp", epochs=2, seed=0, label="class"), store=tmp_path, dataset="mosi3",
+                features="ctx", out_dir=tmp_path / "mlp", progress=None)
+    assert list(evaluate_run(run, "valid")["per_class_accuracy"]) == names

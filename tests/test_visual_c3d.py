@@ -63,7 +63,7 @@ def test_crops_extractor_per_segment_and_missing_segments(clips_dir: Path) -> No
     ex = get_extractor("face_crops", clip_len=8)
     path = clips_dir / "pyfeat" / "noface_face.mov"  # the face appears after ~4 s
     segs = pd.DataFrame({"segment_id": ["a", "b"], "segment_index": [0, 1], "start": [0.0, 4.5], "end": [3.0, 6.3]})
-    tf = ex.extract(MediaItem("noface_face", path, segs), None)
+    tf = ex.extract(MediaItem("noface_face", path, segs), None).features
     assert tf.intervals.tolist() == [[4.5, 6.3]]  # segment a has no face: absent, not a clip of zeros
     assert tf.values.shape == (1, 8 * 32 * 32)
     clip = tf.values[0].reshape(8, 32, 32)

@@ -41,8 +41,8 @@ def test_driver_quarantines_a_faceless_clip_with_the_reason(clips_dir: Path) -> 
 
 def test_c3d_trains_on_crops_written_by_the_driver(tmp_path: Path) -> None:
     """Embedded GRID corpus (real clips, in the repo) -> driver -> crops column -> C3D -> feature set."""
+    from pipeline.assemble import write_extracted
     from pipeline.corpus import load_corpus
-    from pipeline.extract import write_extracted
     from pipeline.store import read_feature_set
     from pipeline.visual_cnn import C3DTrainConfig, train_c3d, write_c3d_features
 

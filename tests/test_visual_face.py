@@ -69,7 +69,7 @@ def test_segment_windows_restrict_sampling(clips_dir: Path) -> None:
 def test_facet_extractor_registered_with_named_finite_frame_features(clips_dir: Path) -> None:
     assert "facet" in list_extractors()
     ex = get_extractor("facet")
-    tf = ex.extract(item(clips_dir / "lrs2_deep_avsr" / "00009.mp4"), None)
+    tf = ex.extract(item(clips_dir / "lrs2_deep_avsr" / "00009.mp4"), None).features
     names = facet_dim_names(FacetConfig())
     assert tf.values.shape[1] == len(names) == 30 and tf.dim_names == names
     assert np.isfinite(tf.values).all()
@@ -78,14 +78,14 @@ def test_facet_extractor_registered_with_named_finite_frame_features(clips_dir: 
     assert len(tf.values) == len(track.frames) < track.n_sampled
     assert (np.abs(tf.values).sum(1) > 0).all()
     assert (np.diff(tf.intervals[:, 0]) > 0).all() and (tf.intervals[:, 1] > tf.intervals[:, 0]).all()
-    wide = get_extractor("facet", include_landmarks=True).extract(item(clips_dir / "grid_lipnet" / "bbaf2n.mpg"), None)
+    wide = get_extractor("facet", include_landmarks=True).extract(item(clips_dir / "grid_lipnet" / "bbaf2n.mpg"), None).features
     assert wide.values.shape[1] == 30 + 136
 
 
 def _clip_peaks(clips_dir: Path, actor: str, emotion: str) -> dict[str, float]:
     """90th percentile over the clip's frames: the expression's apex, not diluted by its onset."""
     paths = list((clips_dir / "mead_dreamtalk").glob(f"{actor}_front_{emotion}_level*_001.mp4"))
-    tf = get_extractor("facet").extract(item(paths[0]), None)
+    tf = get_extractor("facet").extract(item(paths[0]), None).features
     return dict(zip(tf.dim_names, np.percentile(tf.values, 90, axis=0), strict=True))
 
 

@@ -22,31 +22,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cross-fit", type=int, default=CROSS_FIT_DEFAULT, metavar="K",
                    help="text-CNN: training rows' features from K fold models grouped by video "
                         f"(default {CROSS_FIT_DEFAULT}; 0 = in-sample, which leaks the training labels)")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (one per core; default 1)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--workers", type=int, default=1, choices=range(1, 257), metavar="N",
+                   help="worker processes (one per core; default 1)")
+    p.add_argument("--no-progress", action="store_true", help="no per-video lines or progress bars")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipeline.extract import extract_corpus, load_config
+    from pipeline.engine import extract_corpus, local_mapper
+    from pipeline.extract import load_config
+    from pipeline.logs import to_terminal
 
+    if not args.no_progress:
+        to_terminal()  # one line per video (+ a progress bar on a terminal)
     check_cross_fit(args.cross_fit)
     cfg = load_config(args.config)
     summary = extract_corpus(args.corpus, store=args.store, dataset=args.dataset, cfg=cfg,
-                             feature_set=args.feature_set, progress=not args.no_progress,
-                             default_split=args.default_split, workers=args.workers)
-    out = summary.model_dump()
-    if args.text_cnn:
-        from pipeline.text_cnn import TextCNNConfig, produce_text_cnn
-
-        res = produce_text_cnn(TextCNNConfig(cross_fit=args.cross_fit), store=args.store, dataset=args.dataset,
-                             words_feature_set=f"{args.feature_set}.seq", out_feature_set=f"{args.feature_set}.textcnn")
-        out["text_cnn"] = res
-    if args.json:
-        print(json.dumps(out, indent=2))
-    else:
-        print(summary.format())
-        if args.text_cnn:
-            print(f"text-CNN: valid accuracy {out['text_cnn'].get('valid_accuracy')}, written {out['text_cnn']['path']}")
+                             feature_set=args.feature_set,
+                             default_split=args.default_split, mapper=local_mapper(args.workers),
+                             text_cnn=args.text_cnn, text_cnn_cross_fit=args.cross_fit)
+    print(json.dumps(summary.model_dump(), indent=2) if args.json else summary.format())
     return 0

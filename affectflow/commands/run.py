@@ -11,9 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlparse
+
+from pipeline.errors import InputError
+
+# How long `--dask-address` may take to accept a TCP connection before the run is refused.
+SCHEDULER_TIMEOUT_S = 10
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,8 +37,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cross-fit", type=int, default=None, metavar="K",
                    help="folds (grouped by video) for the training rows' UCLN context features (default 5; 0 = "
                         "in-sample, which leaks the training labels into the fusion model's inputs)")
-    p.add_argument("--task-runner", choices=["threads", "dask"], default="threads",
-                   help="how per-video tasks run: local threads, or a 2-worker Dask LocalCluster")
+    p.add_argument("--task-runner", choices=["threads", "dask"], default=None,
+                   help="how per-video tasks run: local threads (default), or Dask: a LocalCluster of "
+                        "--workers workers, or the cluster at --dask-address")
+    p.add_argument("--dask-address", default=None, metavar="tcp://HOST:PORT",
+                   help="run per-video extraction on this existing Dask scheduler's workers (implies dask)")
     p.add_argument("--workers", type=int, default=2, help="threads / Dask workers (default: 2)")
     p.add_argument("--retries", type=int, default=2, help="retries of a per-video task on transient errors")
     p.add_argument("--max-error-rate", type=float, default=0.5,
@@ -53,12 +63,14 @@ def _run(args: argparse.Namespace) -> int:
         check_cross_fit(args.cross_fit)
 
     home = configure_prefect(Path(args.out) / ".prefect")
+    from pipeline.logs import to_terminal
+
+    to_terminal()  # stage, epoch, per-video and metric lines (+ progress bars on a terminal)
     from prefect.exceptions import FailedRun
 
     from flows.rebuild import RebuildConfig, rebuild
 
-    orchestration = {"task_runner": args.task_runner, "max_workers": args.workers, "dask_workers": args.workers,
-                     "retries": args.retries, "max_error_rate": args.max_error_rate}
+    orchestration = orchestration_params(args)
     extract = None
     if args.extract_config:
         from pipeline.extract import load_config
@@ -97,6 +109,30 @@ def _run(args: argparse.Namespace) -> int:
     if "report" in summary:
         print(f"report: {summary['report']}")
     return 0
+
+
+def orchestration_params(args: argparse.Namespace) -> dict:
+    """The flows' ``orchestration`` parameter, checked here so a bad address is one line, not a failed run:
+    the values must form an OrchestrationConfig and a given Dask scheduler must accept connections."""
+    from pydantic import ValidationError
+
+    from flows.tasks import OrchestrationConfig
+
+    params = {"max_workers": args.workers, "dask_workers": args.workers, "retries": args.retries,
+              "max_error_rate": args.max_error_rate}
+    params.update({k: v for k, v in (("task_runner", args.task_runner), ("dask_address", args.dask_address)) if v})
+    try:
+        cfg = OrchestrationConfig(**params)
+    except ValidationError as e:
+        raise InputError("; ".join(".".join(map(str, err["loc"])) + (": " if err["loc"] else "")
+                                   + err["msg"].removeprefix("Value error, ") for err in e.errors())) from e
+    if cfg.dask_address:
+        url = urlparse(cfg.dask_address)
+        try:
+            socket.create_connection((url.hostname, url.port), timeout=SCHEDULER_TIMEOUT_S).close()
+        except OSError as e:
+            raise InputError(f"no Dask scheduler reachable at {cfg.dask_address} ({e})") from e
+    return params
 
 
 def _extract_only(args: argparse.Namespace, extract: dict | None, orchestration: dict, failed_run: type) -> int:

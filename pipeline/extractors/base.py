@@ -4,14 +4,15 @@ An extractor turns one corpus item (a media file and its segments, or a transcri
 *timed* feature sequence, CMU-MultimodalSDK style: ``intervals [T, 2]`` in seconds and ``values [T, D]``.
 Frame-level extractors return one interval per frame/window, word-level ones one per word, and
 utterance-level ones (e.g. openSMILE functionals) one per segment. Alignment (``pipeline/align.py``)
-then pools any of them onto the segments. A per-item failure raises :class:`pipeline.errors.ItemError`
+then pools any of them onto the segments. ``extract`` returns an :class:`Extracted`
+(features, per-segment notes, stats) and keeps nothing on the instance. A per-item failure raises :class:`pipeline.errors.ItemError`
 with a precise reason; the driver quarantines the item for that modality and goes on.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal, Protocol
 
@@ -50,6 +51,17 @@ class TimedFeatures:
             raise ValueError(f"intervals {self.intervals.shape} and values {self.values.shape} do not match")
 
 
+@dataclass
+class Extracted:
+    """What ``Extractor.extract`` returns: the timed features plus what the driver reports about them.
+
+    A value, not instance state: one extractor instance is shared by every thread of a task runner."""
+
+    features: TimedFeatures
+    notes: dict[str, str] = field(default_factory=dict)  # segment_id -> why that segment has no features
+    stats: dict[str, int] = field(default_factory=dict)  # counters summed over the corpus (e.g. tokens, oov)
+
+
 class MediaSource(Protocol):
     """Decoded media of one item, decoded lazily and at most once (``pipeline/media.py``)."""
 
@@ -74,6 +86,15 @@ class Extractor(ABC):
         """Name of the feature column this extractor produces (stable across configs)."""
         return self.name
 
+    def prepare(self, corpus: object, workdir: Path) -> Extractor:  # noqa: ARG002 - used by word2vec
+        """An extractor ready for the whole ``corpus`` (word2vec trains on it); most need nothing."""
+        return self
+
+    def provenance(self) -> dict:
+        """What identifies the extractor's data beyond its config (e.g. the vectors file's digest)."""
+        return {}
+
     @abstractmethod
-    def extract(self, item: MediaItem, media: MediaSource | None) -> TimedFeatures:
-        """Features of one item; raise ``ItemError`` (never return zeros) when it cannot be done."""
+    def extract(self, item: MediaItem, media: MediaSource | None) -> Extracted:
+        """Features of one item with its per-segment notes and stats; raise ``ItemError`` (never return
+        zeros) when it cannot be done. Must not keep per-call state on ``self``."""

@@ -5,7 +5,7 @@ frames inside the segment are resampled to ``clip_len`` evenly spaced frames (a 
 frames, a long one is strided) and stored flattened row-major as [T, S, S] in [0, 1]: one interval per
 segment, so alignment onto the segments is the identity (pool with ``mean``/``max``/``min``; ``std`` of a
 single row would be zeros). A segment with no face frame is absent (the store records the modality as
-missing, with the reason in ``segment_notes``), never a clip of zeros.
+missing, with the reason in the result's ``notes``), never a clip of zeros.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from pipeline.errors import ItemError
-from pipeline.extractors.base import MediaItem, MediaSource, TimedFeatures
+from pipeline.extractors.base import Extracted, MediaItem, MediaSource, TimedFeatures
 from pipeline.extractors.face import (
     FaceTrack,
     FaceTrackConfig,
@@ -59,7 +59,7 @@ class FaceCropsExtractor(FaceTrackingExtractor):
 
     Config = FaceCropsConfig
 
-    def extract(self, item: MediaItem, media: MediaSource | None) -> TimedFeatures:
+    def extract(self, item: MediaItem, media: MediaSource | None) -> Extracted:
         cfg: FaceCropsConfig = self.cfg  # type: ignore[assignment]
         track = self.track(item, media, cfg.track)
         seg = item.segments
@@ -72,4 +72,4 @@ class FaceCropsExtractor(FaceTrackingExtractor):
             raise ItemError(f"faces found at {len(track.frames)} frames but none inside the {len(windows)} segments",
                             item=item.item_id, stage="face", modality="video")
         values = np.stack([clips[i].reshape(-1) for i in keep])
-        return TimedFeatures(windows[keep], values, None)
+        return self.result(TimedFeatures(windows[keep], values, None), track, item)

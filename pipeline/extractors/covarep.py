@@ -29,7 +29,7 @@ import numpy as np
 from pydantic import Field
 
 from pipeline.errors import ItemError
-from pipeline.extractors.base import Extractor, MediaItem, MediaSource, TimedFeatures
+from pipeline.extractors.base import Extracted, Extractor, MediaItem, MediaSource, TimedFeatures
 from pipeline.extractors.registry import register_extractor
 from pipeline.media import item_audio, merge_windows, segment_windows
 from pipeline.provenance import StageConfig
@@ -434,10 +434,6 @@ class CovarepExtractor(Extractor):
     needs: ClassVar = "audio"
     Config: ClassVar[type[StageConfig]] = CovarepConfig
 
-    def __init__(self, cfg: StageConfig | None = None) -> None:
-        super().__init__(cfg)
-        self.segment_notes: dict[str, str] = {}  # segment_id -> why it has no features (read by the driver)
-
     def dim_names(self) -> list[str]:
         return dim_names(self.cfg)  # type: ignore[arg-type]
 
@@ -456,10 +452,10 @@ class CovarepExtractor(Extractor):
             keep = slice(k0 - c0, k0 - c0 + (k1 - k0))
             yield times[keep] + s + c0 * hop, v[keep]
 
-    def extract(self, item: MediaItem, media: MediaSource | None) -> TimedFeatures:
+    def extract(self, item: MediaItem, media: MediaSource | None) -> Extracted:
         cfg: CovarepConfig = self.cfg  # type: ignore[assignment]
         wave, sr, span = item_audio(item, media, stage=self.name)
-        windows, usable, self.segment_notes = segment_windows(item.segments, span, cfg.min_segment_s)
+        windows, usable, notes = segment_windows(item.segments, span, cfg.min_segment_s)
         pieces = merge_windows(windows[usable])
         ivs, vals = [], []
         for s, e in pieces:
@@ -469,4 +465,4 @@ class CovarepExtractor(Extractor):
         if not vals or sum(len(v) for v in vals) == 0:
             raise ItemError(f"no segment has at least {cfg.min_segment_s} s of audio (audio spans "
                             f"{span[0]:.2f}-{span[1]:.2f} s)", item=item.item_id, stage=self.name, modality="audio")
-        return TimedFeatures(np.concatenate(ivs), np.concatenate(vals), self.dim_names())
+        return Extracted(TimedFeatures(np.concatenate(ivs), np.concatenate(vals), self.dim_names()), notes)

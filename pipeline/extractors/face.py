@@ -33,7 +33,7 @@ import numpy as np
 from pydantic import Field
 
 from pipeline.errors import ItemError
-from pipeline.extractors.base import Extractor, MediaItem, MediaSource
+from pipeline.extractors.base import Extracted, Extractor, MediaItem, MediaSource, TimedFeatures
 from pipeline.provenance import StageConfig
 
 # Detector box relative to the landmarks' bounding box (left, top, right, bottom), measured as the mean
@@ -362,7 +362,9 @@ class FaceTrackingExtractor(Extractor):
     needs = "frames"
 
     def track(self, item: MediaItem, media: MediaSource | None, cfg: FaceTrackConfig) -> FaceTrack:
-        track = track_faces_cached(item, media, cfg)
-        self.segment_notes: dict[str, str] = segment_notes(track, item.segments)  # the driver reads them after
-        self.stats: dict = track_stats(track)
-        return track
+        return track_faces_cached(item, media, cfg)
+
+    @staticmethod
+    def result(features: TimedFeatures, track: FaceTrack, item: MediaItem) -> Extracted:
+        """The features with the track's per-segment notes (no face) and counters."""
+        return Extracted(features, segment_notes(track, item.segments), track_stats(track))

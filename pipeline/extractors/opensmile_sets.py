@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import Field
 
 from pipeline.errors import ItemError
-from pipeline.extractors.base import Extractor, MediaItem, MediaSource, TimedFeatures
+from pipeline.extractors.base import Extracted, Extractor, MediaItem, MediaSource, TimedFeatures
 from pipeline.extractors.registry import register_extractor
 from pipeline.media import item_audio, merge_windows, segment_windows
 from pipeline.provenance import StageConfig
@@ -35,21 +35,19 @@ _LEVELS = {"functionals": "Functionals", "lld": "LowLevelDescriptors", "lld_delt
 _NO_DELTAS = {"eGeMAPSv02", "eGeMAPSv01b", "GeMAPSv01b"}
 
 # Smile objects load the C library and parse a config (0.1-0.7 s): built once per thread and config
-# (one per thread because nothing documents a Smile as safe to share between threads).
-_SMILES: dict[tuple[str, str, int], Any] = {}
-_LOCK = threading.Lock()
+# (nothing documents a Smile as safe to share between threads); thread-local, so they go with the thread.
+_SMILES = threading.local()
 
 
 def smile_for(feature_set: str, level: str):  # noqa: ANN201 - opensmile.Smile
     import opensmile
 
-    key = (feature_set, level, threading.get_ident())
-    with _LOCK:
-        if key not in _SMILES:
-            _SMILES[key] = opensmile.Smile(
-                feature_set=opensmile.FeatureSet[feature_set], feature_level=opensmile.FeatureLevel[_LEVELS[level]],
-            )
-        return _SMILES[key]
+    cache = _SMILES.__dict__.setdefault("by_config", {})
+    if (feature_set, level) not in cache:
+        cache[(feature_set, level)] = opensmile.Smile(
+            feature_set=opensmile.FeatureSet[feature_set], feature_level=opensmile.FeatureLevel[_LEVELS[level]],
+        )
+    return cache[(feature_set, level)]
 
 
 def _segment_ids(item: MediaItem) -> np.ndarray:
@@ -77,10 +75,6 @@ class OpenSmileExtractor(Extractor):
     needs: ClassVar = "audio"
     Config: ClassVar[type[StageConfig]] = OpenSmileConfig
 
-    def __init__(self, cfg: StageConfig | None = None) -> None:
-        super().__init__(cfg)
-        self.segment_notes: dict[str, str] = {}  # segment_id -> why it has no features (read by the driver)
-
     @property
     def feature_name(self) -> str:
         cfg: OpenSmileConfig = self.cfg  # type: ignore[assignment]
@@ -91,16 +85,16 @@ class OpenSmileExtractor(Extractor):
         cfg: OpenSmileConfig = self.cfg  # type: ignore[assignment]
         return list(smile_for(cfg.feature_set, cfg.level).feature_names)
 
-    def extract(self, item: MediaItem, media: MediaSource | None) -> TimedFeatures:
+    def extract(self, item: MediaItem, media: MediaSource | None) -> Extracted:
         cfg: OpenSmileConfig = self.cfg  # type: ignore[assignment]
         wave, sr, span = item_audio(item, media, stage=self.name)
         smile = smile_for(cfg.feature_set, cfg.level)
-        windows, usable, self.segment_notes = segment_windows(item.segments, span, cfg.min_segment_s)
+        windows, usable, notes = segment_windows(item.segments, span, cfg.min_segment_s)
         if cfg.level == "functionals":
             intervals, values, bad = self._functionals(smile, wave, sr, windows[usable])
             ids = _segment_ids(item)[usable]
             for k in bad:
-                self.segment_notes[ids[k]] = "openSMILE functionals are NaN (segment too short to analyse)"
+                notes[ids[k]] = "openSMILE functionals are NaN (segment too short to analyse)"
         else:
             intervals, values = self._lld(smile, wave, sr, merge_windows(windows[usable]))
         if len(values) == 0:
@@ -108,7 +102,7 @@ class OpenSmileExtractor(Extractor):
                 f"no segment has at least {cfg.min_segment_s} s of audio (audio spans "
                 f"{span[0]:.2f}-{span[1]:.2f} s)", item=item.item_id, stage=self.name, modality="audio",
             )
-        return TimedFeatures(intervals, values, list(smile.feature_names))
+        return Extracted(TimedFeatures(intervals, values, list(smile.feature_names)), notes)
 
     @staticmethod
     def _functionals(smile, wave: np.ndarray, sr: int, windows: np.ndarray  # noqa: ANN001

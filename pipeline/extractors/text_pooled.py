@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -31,7 +32,7 @@ from pydantic import Field
 from pipeline.align import fallback_word_times
 from pipeline.corpus import clean_transcript
 from pipeline.errors import ItemError
-from pipeline.extractors.base import Extractor, MediaItem, MediaSource, TimedFeatures
+from pipeline.extractors.base import Extracted, Extractor, MediaItem, MediaSource, TimedFeatures
 from pipeline.provenance import StageConfig
 
 OovPolicy = Literal["skip", "zero", "random", "mean"]
@@ -81,6 +82,13 @@ class WordVectors:
         return out, kept
 
 
+def existing_file(path: str, what: str) -> str:
+    """Config check: a vectors path must exist when the config loads, not when the first item needs it."""
+    if not Path(path).expanduser().is_file():
+        raise ValueError(f"{what} {path!r} does not exist")
+    return path
+
+
 class WordEmbeddingConfig(StageConfig):
     oov: OovPolicy = Field("skip", description="what an out-of-vocabulary token becomes")
     use_word_timings: bool = Field(True, description="use the corpus's word timings when it has them")
@@ -92,11 +100,6 @@ class WordEmbeddingExtractor(Extractor):
     modality: ClassVar = "text"
     needs: ClassVar = "text"
     Config: ClassVar[type[StageConfig]] = WordEmbeddingConfig
-
-    def __init__(self, cfg: StageConfig | None = None) -> None:
-        super().__init__(cfg)
-        self.segment_notes: dict[str, str] = {}  # segment_id -> why it has no text features
-        self.stats = {"tokens": 0, "oov": 0}
 
     def vectors(self) -> WordVectors:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -123,25 +126,26 @@ class WordEmbeddingExtractor(Extractor):
         toks = tokenize(seg.transcript)
         return toks, fallback_word_times(toks, start, end)
 
-    def extract(self, item: MediaItem, media: MediaSource | None) -> TimedFeatures:
+    def extract(self, item: MediaItem, media: MediaSource | None) -> Extracted:
         vecs = self.vectors()
-        self.segment_notes, self.stats = {}, {"tokens": 0, "oov": 0}  # per call (the driver reads them after)
+        notes: dict[str, str] = {}
+        stats = {"tokens": 0, "oov": 0}
         all_iv, all_v = [], []
         for seg in item.segments.itertuples(index=False):
             toks, times = self._segment_words(item, seg)
             if not toks:
-                self.segment_notes[seg.segment_id] = "empty transcript (no tokens)"
+                notes[seg.segment_id] = "empty transcript (no tokens)"
                 continue
             values, kept = vecs.lookup(toks, self.cfg.oov)
-            self.stats["tokens"] += len(toks)
-            self.stats["oov"] += int(sum(t not in vecs.index for t in toks))
+            stats["tokens"] += len(toks)
+            stats["oov"] += int(sum(t not in vecs.index for t in toks))
             if not kept.any():
-                self.segment_notes[seg.segment_id] = f"all {len(toks)} tokens out of vocabulary (oov={self.cfg.oov})"
+                notes[seg.segment_id] = f"all {len(toks)} tokens out of vocabulary (oov={self.cfg.oov})"
                 continue
             all_iv.append(times[kept])
             all_v.append(values)
         if not all_iv:
-            reasons = sorted(set(self.segment_notes.values()))
+            reasons = sorted(set(notes.values()))
             raise ItemError(f"no text features: {'; '.join(reasons) or 'no segments'}", item=item.item_id,
                             stage=self.name, modality="text")
-        return TimedFeatures(np.concatenate(all_iv), np.concatenate(all_v), None)
+        return Extracted(TimedFeatures(np.concatenate(all_iv), np.concatenate(all_v), None), notes, stats)

@@ -15,12 +15,18 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from pipeline.atomic import atomic_path
 from pipeline.errors import InputError
 from pipeline.extractors.registry import register_extractor
-from pipeline.extractors.text_pooled import WordEmbeddingConfig, WordEmbeddingExtractor, WordVectors, tokenize
+from pipeline.extractors.text_pooled import (
+    WordEmbeddingConfig,
+    WordEmbeddingExtractor,
+    WordVectors,
+    existing_file,
+    tokenize,
+)
 from pipeline.provenance import StageConfig, hash_file, hash_json
 
 
@@ -38,6 +44,11 @@ class Word2VecConfig(WordEmbeddingConfig):
     binary: bool | None = Field(None, description="None = binary iff the file ends in .bin")
     train: Word2VecTrain = Word2VecTrain()
     train_splits: list[str] = ["train"]
+
+    @field_validator("vectors")
+    @classmethod
+    def _exists(cls, v: str | None) -> str | None:
+        return None if v is None else existing_file(v, "word2vec vectors file")
 
 
 @functools.lru_cache(maxsize=4)

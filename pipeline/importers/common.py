@@ -11,22 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.errors import InputError, SplitError
-from pipeline.store import SPLITS
+from pipeline.segments import SPLITS, apply_aliases, validate_segments
 
 log = logging.getLogger("affectflow.importers")
-
-# Column aliases accepted in a segments table -> the store's column names.
-SEGMENT_ALIASES = {
-    "sentiment_score": "score",
-    "label": "label_bin",
-    "utterance_id": "segment_id",
-    "video": "video_id",
-}
-SEGMENT_COLUMNS = (
-    "segment_id", "video_id", "segment_index", "start", "end", "transcript",
-    "label_bin", "label_class", "score", "split",
-)
-
 
 def require_file(path: str | Path, what: str) -> Path:
     p = Path(path)
@@ -49,7 +36,7 @@ def read_segments_table(path: str | Path, *, split_column: str | None = "split")
             df = pd.read_csv(p, keep_default_na=True, dtype={"segment_id": str, "video_id": str})
     except (pa.ArrowInvalid, pd.errors.ParserError, UnicodeDecodeError, OSError) as e:
         raise InputError(f"not a readable CSV/Parquet segments table ({e})", path=p) from e
-    df = df.rename(columns={k: v for k, v in SEGMENT_ALIASES.items() if k in df.columns and v not in df.columns})
+    df = apply_aliases(df)
     absent = [c for c in ("segment_id", "video_id") if c not in df.columns]
     if split_column is not None and split_column not in df.columns:
         absent.append(split_column)
@@ -57,39 +44,15 @@ def read_segments_table(path: str | Path, *, split_column: str | None = "split")
         raise InputError(f"segments table lacks columns {absent} (has {list(df.columns)})", path=p)
     df["segment_id"] = df["segment_id"].astype(str)
     df["video_id"] = df["video_id"].astype(str)
-    dup = df["segment_id"][df["segment_id"].duplicated()]
-    if len(dup):
-        raise InputError(f"duplicate segment ids ({len(dup)}), e.g. {list(dup.unique()[:3])}", path=p)
     if split_column is not None:
         df["split"] = df[split_column]
         check_split_names(df["split"], p)
+    df, names = validate_segments(df, p)
+    if names is not None:
+        df.attrs["label_names"] = names  # class names of `label`, indexed by label_class
     if "segment_index" not in df.columns:
         df["segment_index"] = df.groupby("video_id", sort=False).cumcount()
-    for col in ("segment_index", "label_bin", "label_class"):
-        if col in df.columns:
-            _check_integer(df, col, p)
-    if "label_bin" in df.columns and not df["label_bin"].dropna().isin([0, 1]).all():
-        raise InputError(f"label_bin has values other than 0/1: {sorted(set(df['label_bin'].dropna()) - {0, 1})[:5]}", path=p)
-    for col in ("start", "end", "score"):
-        if col in df.columns:
-            try:
-                df[col] = pd.to_numeric(df[col], errors="raise").astype("float64")
-            except (ValueError, TypeError) as e:
-                raise InputError(f"column {col!r} is not numeric ({e})", path=p) from e
-            vals = df[col].to_numpy(float)
-            if np.isinf(vals).any():
-                raise InputError(f"column {col!r} has infinite values", path=p)
     return df
-
-
-def _check_integer(df: pd.DataFrame, col: str, origin: Path) -> None:
-    vals = pd.to_numeric(df[col], errors="coerce")
-    bad = (vals.isna() & df[col].notna()) | (vals.notna() & (vals != vals.round()))
-    if col == "segment_index":
-        bad |= vals.isna()
-    if bad.any():
-        raise InputError(f"column {col!r} must hold integers; row {int(np.flatnonzero(bad)[0])} has {df[col][bad].iloc[0]!r}", path=origin)
-    df[col] = vals.astype("Int64")
 
 
 def check_split_names(split: pd.Series, origin: str | Path) -> None:

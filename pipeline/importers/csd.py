@@ -88,6 +88,13 @@ def read_csd(path: str | Path) -> ComputationalSequence:
             feats, ivs = grp["features"][()], grp["intervals"][()]
             if feats.ndim != 2 or ivs.ndim != 2 or ivs.shape[1] != 2:
                 raise InputError(f"video {vid!r}: features {feats.shape} / intervals {ivs.shape}, expected [n, D] / [n, 2]", path=p)
+            for key, arr in (("features", feats), ("intervals", ivs)):
+                if not np.issubdtype(arr.dtype, np.number):
+                    raise InputError(f"video {vid!r}: {key} hold {arr.dtype} values, not numbers", path=p)
+            backwards = np.flatnonzero(~(ivs[:, 0] <= ivs[:, 1]))  # NaN bounds fail this test too
+            if len(backwards):
+                i = int(backwards[0])
+                raise InputError(f"video {vid!r}, interval {i}: start {float(ivs[i, 0])!r} is not <= end {float(ivs[i, 1])!r}", path=p)
             if len(feats) != len(ivs):
                 raise InputError(
                     f"mismatched lengths: video {vid!r} has {len(feats)} feature rows and {len(ivs)} intervals", path=p

@@ -62,6 +62,8 @@ def _check_layout(d: object, origin: str) -> tuple[list[str], list[str]]:
         for k in (f"{s}_mask", f"{s}_label", *(f"{m}_{s}" for m in mods)):
             if not isinstance(d[k], np.ndarray):
                 raise InputError(f"{k} is a {type(d[k]).__name__}, expected a numpy array", path=origin)
+            if not (np.issubdtype(d[k].dtype, np.number) or d[k].dtype == bool):
+                raise InputError(f"{k} holds {d[k].dtype} values, expected numbers", path=origin)
         if mask.ndim != 2 or label.ndim != 3 or label.shape[:2] != mask.shape:
             raise InputError(f"{s}_mask {mask.shape} / {s}_label {label.shape}: expected [V, U] / [V, U, C]", path=origin)
         shapes = {f"{m}_{s}": d[f"{m}_{s}"].shape for m in mods}

@@ -122,6 +122,7 @@ def build_table(
     if isinstance(features_paths, str | Path):
         features_paths = [features_paths]
     seg = read_segments_table(segments_path, split_column=split_column)
+    class_names = seg.attrs.get("label_names")  # from a `label` column of class names
     notes: list[str] = []
     index = pd.Index(seg["segment_id"])
     features: dict[str, np.ndarray] = {}
@@ -170,7 +171,7 @@ def build_table(
         dataset=dataset, feature_set=feature_set, modalities=specs,
         producer=Producer.of("importer", "table", cfg.model_dump(mode="json")),
         source_hash=hash_json([hash_file(segments_path), *(hash_file(p) for p in features_paths)]),
-        label_names=["negative", "positive"] if has_bin else None,
+        label_names=class_names or (["negative", "positive"] if has_bin else None),
         extra={"notes": notes},
     )
     keep = [c for c in ("video_id", "segment_id", "segment_index", "start", "end", "split",
