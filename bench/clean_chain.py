@@ -47,13 +47,13 @@ def _write_renamed(store: Path, src: str, column: str, dst: str, modality: str) 
 
 def features(store: Path, log: dict) -> None:
     """GloVe extraction, the text-CNN in-sample and cross-fitted, the published audio."""
-    from pipeline.extract import ExtractConfig, ExtractorSpec, extract_corpus
+    from pipeline.engine import extract_corpus
+    from pipeline.extract import ExtractConfig, ExtractorSpec
     from pipeline.importers.table import import_embedded_default
 
     import_embedded_default(store)
     cfg = ExtractConfig(text=[ExtractorSpec(name="glove", keep_sequence=True)], audio=[], video=[])
-    extract_corpus(SHARED / "mosi" / "segments.csv", store=store, dataset="mosi", cfg=cfg, feature_set="glove",
-                   progress=False)
+    extract_corpus(SHARED / "mosi" / "segments.csv", store=store, dataset="mosi", cfg=cfg, feature_set="glove")
     _write_renamed(store, "glove", "text", "glove-as-video", "video")
     text_cnn(store, log)
 

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from pipeline.checkpoint import load_run
-from pipeline.crossfit import Heldout, cross_fit, fold_prepared, relabel
+from pipeline.crossfit import HELDOUT_DEFAULT, Heldout, cross_fit, fold_prepared, relabel
 from pipeline.data import (
     FeaturesArg,
     PreparedData,
@@ -62,7 +62,7 @@ def _cross_fit_context(model, info, prep: PreparedData, k: int, heldout: Heldout
 
 @torch.no_grad()
 def _context_of_run(run_dir: Path, store: str | Path | None, cross_fit_k: int = 0,
-                    heldout: Heldout = "full") -> tuple[str, pd.DataFrame, np.ndarray, np.ndarray, dict]:
+                    heldout: Heldout = HELDOUT_DEFAULT) -> tuple[str, pd.DataFrame, np.ndarray, np.ndarray, dict]:
     model, info = load_run(run_dir)
     if info.input_kind != "video":
         raise InputError(f"{run_dir}: model {info.model!r} is utterance-level; context needs a video-level UCLN run")
@@ -102,7 +102,7 @@ def write_context_features(
     feature_set: str,
     source_store: str | Path | None = None,
     cross_fit: int = 0,
-    heldout: Heldout = "full",
+    heldout: Heldout = HELDOUT_DEFAULT,
 ) -> Path:
     """Run trained UCLN(s) over all splits and write their context output as ``store/dataset/feature_set``.
 

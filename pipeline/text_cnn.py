@@ -140,7 +140,7 @@ def produce_text_cnn(cfg: TextCNNConfig, *, store: str | Path, dataset: str, wor
     if cfg.cross_fit:
         fold_cfg = cfg.model_copy(update={"cross_fit": 0})
         cross_fit_feature_set(
-            store, dataset, words_feature_set, k=cfg.cross_fit, seed=cfg.seed, heldout="full", full=out_feature_set,
+            store, dataset, words_feature_set, k=cfg.cross_fit, seed=cfg.seed, full=out_feature_set,
             modality="text", produce_set=lambda st, src, out: train_text_cnn(
                 fold_cfg, store=st, dataset=dataset, words_feature_set=src, out_feature_set=out))
     return {**res, "cross_fit": cfg.cross_fit}

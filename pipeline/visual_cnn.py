@@ -280,6 +280,6 @@ def produce_c3d_features(cfg: C3DTrainConfig, *, store: str | Path, dataset: str
     if cfg.cross_fit:
         fold_cfg, n = cfg.model_copy(update={"cross_fit": 0}), iter(range(cfg.cross_fit))
         path = cross_fit_feature_set(
-            store, dataset, cfg.crops_feature_set, k=cfg.cross_fit, seed=cfg.seed, heldout="full", full=feature_set,
+            store, dataset, cfg.crops_feature_set, k=cfg.cross_fit, seed=cfg.seed, full=feature_set,
             modality="video", produce_set=lambda st, src, out: produce(st, src, out, Path(out_dir) / f"fold-{next(n)}", fold_cfg))
     return path
