@@ -88,7 +88,8 @@ def test_artifacts_published(rebuilt: Rebuilt, request: pytest.FixtureRequest) -
         assert key in arts, sorted(arts)
     # Plots travel inside the artifacts (the UI renders data: URIs); nothing points at this machine's files.
     assert not [k for k, (_, data) in arts.items() if "file://" in data]
-    assert arts["rebuild-report-mosi"][1].count("](data:image/png;base64,") == 4
+    # four plots of the ARGF run and the feature audit
+    assert arts["rebuild-report-mosi"][1].count("](data:image/png;base64,") == 5
     assert arts["plot-mosi-argf-t-sne"][0] == "markdown" and "](data:image/png;base64," in arts["plot-mosi-argf-t-sne"][1]
     assert arts["quarantine-mosi"] == ["markdown", "No items quarantined."]
 
