@@ -16,6 +16,10 @@ the same context features (C chosen on valid); plus the audit of each chain's fe
 (text-CNN, UCLN) are fitted once with seed 0; the seeds vary the fusion models.
 
     .venv/bin/python -m bench clean_chain [--seeds 5] [--models argf mfm ...] [--work DIR]
+
+bench/results/clean_chain.md was measured when the cross-fitted producers' valid rows came from their
+all-training-videos models (``heldout="full"``); the text-CNN now uses the fold average (the default),
+so a re-run differs there. docs/audit.md gives both, and the seed study that made the average the default.
 """
 
 from __future__ import annotations
