@@ -132,3 +132,14 @@ def test_import_refuses_code_and_wrong_layouts(tmp_path, capsys):
     assert err.count("\n") == 1 and "wrong keys in split 'train'" in err and "audio" in err
     assert not (tmp_path / "s" / "x").exists()
     assert main(["import", "mmsa", str(tmp_path / "absent.pkl"), "--store", str(tmp_path / "s"), "--dataset", "x"]) == 2
+
+
+def test_export_needs_all_three_modalities(mosi_dir, tmp_path, capsys):
+    store = tmp_path / "store"
+    import_embedded_default(store)
+    out = tmp_path / "x.pkl"
+    assert main(["export", "mmsa", "--store", str(store), "--dataset", "mosi", "--features",
+                 "text=bclstm-raw,audio=bclstm-raw", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs text, audio and video" in err and "['video']" in err
+    assert not out.exists()
