@@ -1,19 +1,19 @@
-"""Extraction speed on the shared clips (+ MOUD): realtime factor per modality and overall, peak memory,
-cold start, decoding alone as the floor; and text-only MOSI accuracy of our text features.
+"""Extraction speed on the shared clips (+ MOUD), every configuration in ONE run: realtime factors (wall
+and CPU), the ratio to decoding alone, and the peak memory of the whole process tree; and, on request,
+text-only MOSI accuracy of our text features and the clean MOSI chain.
 
-Each stage runs in its own fresh process, through the real driver (``pipeline.extract.extract_item`` on
-every item, then ``write_extracted``), so its peak RSS and cold start are its own. Realtime factor =
-seconds of media / seconds of wall time of the *whole process* (interpreter start to exit, imports and
-model loading included); a CPU-time factor is printed too, because this 2-core machine is shared and
-wall time under load says as much about the neighbours as about the code. Cold start = process start
-to the first item's features (imports + corpus + lazy model loading), and "ready" = to the first item's
-start (imports only). The MMSA-FET reference (38 clips, 227 s, 2-core machine): eGeMAPS functionals +
-face-mesh landmarks at 25 fps + GloVe at 3.9x realtime, 1.75-4 GB, 4-6 s of import.
+Each configuration is a fresh process running the real corpus driver (``pipeline.engine.extract_corpus``,
+what ``affectflow extract`` calls) on a copy of the 51 media files (50 shared clips + the MOUD video with
+its 5 utterances) under a manifest; ``workers`` > 1 spawns the driver's worker processes, so the memory
+measured is the sum of the resident memory of the whole tree (sampled every 50 ms; PSS, which counts
+shared pages once, beside it). Realtime factor = seconds of media / wall seconds of the whole process
+(interpreter start to exit: imports, model loading and the store write included). The decode floor is
+what extraction decodes: audio once at 16 kHz + every frame at 25 fps as gray at the tracker's 320 px.
+The machine is shared: compare configurations by their ratio to the floor measured in the same run.
 
-    .venv/bin/python bench/extract_speed.py                 # speed table -> bench/results/extract_speed.{json,md}
-    .venv/bin/python bench/extract_speed.py --fps 10        # visual frames sampled at 10 fps instead of 25
+    .venv/bin/python bench/extract_speed.py                 # -> bench/results/extract_speed.{json,md}
     .venv/bin/python bench/extract_speed.py --mosi          # + text-only MOSI valid accuracy (honest-mosi)
-    .venv/bin/python bench/extract_speed.py --child all     # one stage, JSON on stdout
+    .venv/bin/python bench/extract_speed.py --chain         # only the clean MOSI chain
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -32,98 +34,134 @@ T_START = time.perf_counter()
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("AFFECTFLOW_SHARED_DATA", ROOT.parent / "shared" / "data"))
 RESULTS = ROOT / "bench" / "results"
-# stage -> modalities extracted (decode = decoding alone: audio once + RGB frames at the bench fps)
-STAGES = {"decode": (), "text": ("text",), "audio": ("audio",), "video": ("video",), "all": ("text", "audio", "video")}
+# (name, modalities, video fps, workers); decode = decoding alone (the floor)
+CONFIGS = [
+    ("decode", (), 25.0, 1),
+    ("text", ("text",), 25.0, 1),
+    ("audio", ("audio",), 25.0, 1),
+    ("video 25 fps", ("video",), 25.0, 1),
+    ("video 5 fps", ("video",), 5.0, 1),
+    ("all, video 25 fps, 1 worker", ("text", "audio", "video"), 25.0, 1),
+    ("all, video 25 fps, 2 workers", ("text", "audio", "video"), 25.0, 2),
+]
 
 
-def corpus():
-    """The shared clips + the MOUD video (with its 5 utterances), as one in-memory corpus rooted at SHARED."""
+def write_corpus(dest: Path) -> Path:
+    """The shared clips + the MOUD video copied under ``dest`` with a manifest (a corpus's files must
+    lie inside its folder), one row per clip and one per MOUD utterance."""
     import pandas as pd
 
-    from pipeline.corpus import corpus_from_rows
-
     man = pd.read_csv(SHARED / "clips" / "manifest.csv")
-    rows = [{"path": f"clips/{r.path}", "transcript": str(r.transcript).split("  [")[0] if isinstance(r.transcript, str) else None}
+    rows = [{"path": f"clips/{r.path}", "video_id": f"clips/{r.path}", "segment_id": r.path,
+             "transcript": str(r.transcript).split("  [")[0] if isinstance(r.transcript, str) else None}
             for r in man.itertuples()]
     utt = pd.read_csv(SHARED / "moud" / "transcriptions" / "101_movies.csv", sep=";")
     for i, r in utt.iterrows():
         rows.append({"path": "moud/101_movies.mp4", "video_id": "moud/101_movies", "segment_id": f"moud101_{i}",
                      "start": r["#starttime"], "end": r["#endtime"], "transcript": r["transcription"]})
-    return corpus_from_rows(SHARED, rows)
+    for rel in {r["path"] for r in rows}:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(SHARED / rel, dest / rel)
+    pd.DataFrame(rows).to_csv(dest / "manifest.csv", index=False)
+    return dest / "manifest.csv"
 
 
-def _usage() -> tuple[float, float]:
-    u = resource.getrusage(resource.RUSAGE_SELF)
-    return u.ru_utime + u.ru_stime, u.ru_maxrss / 1024
+def child_decode(manifest: Path, fps: float) -> dict:
+    """Decoding alone: every item's audio at 16 kHz and its frames as gray at 320 px, at ``fps``."""
+    import pandas as pd
 
-
-def child(stage: str, fps: float) -> dict:
     from pipeline.errors import ItemError
+    from pipeline.extractors.face import FaceTrackConfig
+    from pipeline.media import open_media
 
-    c = corpus()
-    ready = time.perf_counter() - T_START
-    first = None
-    media_s, done, quarantined = 0.0, 0, 0
-    per_col: dict[str, float] = {}
-    if stage == "decode":
-        from pipeline.media import open_media
-
-        for it in c.items:
-            try:
-                m = open_media(it.path, fps=fps, item=it.item_id)
-                if m.has_audio:
-                    m.audio(allow_silent=True)
-                if m.has_video:
-                    for _ in m.frames():
-                        pass
-                media_s += m.duration
-                done += 1
-            except ItemError:
-                quarantined += 1
-            first = first or time.perf_counter() - T_START
-    else:
-        from pipeline.assemble import write_extracted
-        from pipeline.extract import ExtractConfig, extract_item
-
-        full = ExtractConfig(fps=fps)
-        # visual extractors sample frames themselves: the face tracker's own rate is set to the bench fps
-        video = [s.model_copy(update={"config": {**s.config, "track": {"fps": fps}}}) if s.name == "facet" else s
-                 for s in full.video]
-        full = full.model_copy(update={"video": video})
-        cfg = ExtractConfig(fps=fps, **{m: [x.model_dump() for x in getattr(full, m)] if m in STAGES[stage] else []
-                                        for m in ("text", "audio", "video")})
-        results = []
-        for it in c.items:
-            r = extract_item(it, cfg)
-            results.append(r)
-            media_s += r.media_seconds
-            done += bool(r.vectors)
-            quarantined += bool(r.quarantine)
-            for k, v in r.seconds.items():
-                per_col[k] = per_col.get(k, 0.0) + v
-            first = first or time.perf_counter() - T_START
-        with tempfile.TemporaryDirectory() as store:
-            write_extracted(results, store=store, dataset="bench", cfg=cfg)
-    cpu, rss = _usage()
-    return {"stage": stage, "fps": fps, "items": len(c.items), "items_with_features": done,
-            "items_with_quarantine": quarantined, "media_seconds": round(media_s, 2),
-            "wall_in_process_s": round(time.perf_counter() - T_START, 3), "cpu_seconds": round(cpu, 2),
-            "ready_s": round(ready, 3), "cold_start_s": round(first or 0.0, 3), "peak_rss_mb": round(rss, 1),
-            "seconds_per_column": {k: round(v, 2) for k, v in per_col.items()}}
+    side = FaceTrackConfig().max_side
+    media_s = 0.0
+    for rel in pd.read_csv(manifest)["path"].unique():
+        m = open_media(manifest.parent / rel)
+        try:
+            if m.has_audio:
+                m.audio(allow_silent=True)
+            for _ in m.frames(fps=fps, max_side=side, fmt="gray"):
+                pass
+        except ItemError:
+            pass
+        media_s += m.duration
+    return {"media_seconds": media_s}
 
 
-def run_stage(stage: str, fps: float) -> dict:
+def child_extract(manifest: Path, modalities: list[str], fps: float, workers: int, store: Path) -> dict:
+    from pipeline.engine import extract_corpus, local_mapper
+    from pipeline.extract import ExtractConfig
+
+    full = ExtractConfig()
+    video = [s.model_copy(update={"config": {**s.config, "track": {"fps": fps}}}) for s in full.video]
+    cfg = ExtractConfig(**{"text": full.text, "audio": full.audio, "video": video,
+                           **{m: [] for m in ("text", "audio", "video") if m not in modalities}})
+    s = extract_corpus(manifest, store=store, dataset="bench", cfg=cfg, mapper=local_mapper(workers))
+    return {"media_seconds": s.media_seconds, "items": s.n_items, "items_done": s.items_done,
+            "items_quarantined": s.items_quarantined, "seconds_per_column": s.seconds_per_column}
+
+
+def _tree_memory(pid: int, peak: dict, stop: threading.Event) -> None:
+    """Peak of the summed RSS (and PSS) of a process and all its descendants, sampled every 50 ms."""
+    import psutil
+
+    root = psutil.Process(pid)
+    while not stop.is_set():
+        rss = pss = 0
+        try:
+            for p in [root, *root.children(recursive=True)]:
+                try:
+                    info = p.memory_full_info()
+                    rss, pss = rss + info.rss, pss + info.pss
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    continue
+        except psutil.NoSuchProcess:
+            return
+        peak["rss"], peak["pss"] = max(peak.get("rss", 0), rss), max(peak.get("pss", 0), pss)
+        stop.wait(0.05)
+
+
+def run_config(name: str, modalities: tuple, fps: float, workers: int, manifest: Path, work: Path) -> dict:
+    store = work / f"store-{len(list(work.glob('store-*')))}"
+    args = [sys.executable, __file__, "--child", json.dumps([list(modalities), fps, workers, str(manifest), str(store)])]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, __file__, "--child", stage, "--fps", str(fps)], capture_output=True,
-                         text=True, cwd=ROOT, check=False)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    peak: dict = {}
+    stop = threading.Event()
+    mon = threading.Thread(target=_tree_memory, args=(proc.pid, peak, stop), daemon=True)
+    mon.start()
+    out, err = proc.communicate()
     wall = time.perf_counter() - t0
-    if out.returncode != 0:
-        raise RuntimeError(f"stage {stage} failed:\n{out.stderr[-3000:]}")
-    r = json.loads(out.stdout.strip().splitlines()[-1])
-    r["wall_process_s"] = round(wall, 3)
-    r["realtime_factor_wall"] = round(r["media_seconds"] / wall, 2)
-    r["realtime_factor_cpu"] = round(r["media_seconds"] / max(r["cpu_seconds"], 1e-9), 2)
-    return r
+    stop.set()
+    mon.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name} failed:\n{err[-3000:]}")
+    r = json.loads(out.strip().splitlines()[-1])
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"config": name, "modalities": list(modalities), "fps": fps, "workers": workers, **r,
+            "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+            "realtime_wall": round(r["media_seconds"] / wall, 2), "realtime_cpu": round(r["media_seconds"] / cpu, 2),
+            "peak_tree_rss_mb": round(peak.get("rss", 0) / 2**20), "peak_tree_pss_mb": round(peak.get("pss", 0) / 2**20),
+            "load_average": [round(x, 1) for x in os.getloadavg()]}
+
+
+def speed(configs: list[tuple]) -> dict:
+    res: dict = {"cpus": os.cpu_count(), "load_average_start": [round(x, 1) for x in os.getloadavg()],
+                 "date": time.strftime("%Y-%m-%d %H:%M"), "configs": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = write_corpus(Path(tmp) / "corpus")
+        for c in configs:
+            r = run_config(*c, manifest, Path(tmp))
+            print(json.dumps(r), flush=True)
+            res["configs"].append(r)
+    floor = next((r for r in res["configs"] if r["config"] == "decode"), None)
+    for r in res["configs"]:
+        r["x_decode_only"] = round(r["realtime_wall"] / floor["realtime_wall"], 3) if floor else None
+    res["load_average_end"] = [round(x, 1) for x in os.getloadavg()]
+    return res
 
 
 # ------------------------------------------------------------------------------------------ MOSI text
@@ -155,7 +193,7 @@ def mosi_text(work: Path) -> dict:
     t0 = time.perf_counter()
     cfg = ExtractConfig(text=[ExtractorSpec(name="glove", keep_sequence=True)], audio=[], video=[])
     s = extract_corpus(SHARED / "mosi" / "segments.csv", store=store, dataset="mosi", cfg=cfg,
-                       feature_set="glove", progress=False)
+                       feature_set="glove")
     out["extract_seconds"] = round(time.perf_counter() - t0, 2)
     fs = read_feature_set(store, "mosi", "glove")
     out["oov"] = fs.meta.extra["oov"]["text"]
@@ -244,30 +282,32 @@ def render_text(res: dict) -> list[str]:
 
 
 def render(res: dict) -> str:
-    lines = [f"# Extraction speed ({res['cpus']} CPUs, load average {res['load_average'][0]:.1f} at start, "
-             f"{res['date']})", "",
-             "| stage | fps | items (features / quarantine) | media s | process wall s | realtime x (wall) | "
-             "realtime x (CPU) | peak RSS MB | ready s | cold start s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in res["stages"]:
-        lines.append(f"| {r['stage']} | {r['fps']:g} | {r['items']} ({r['items_with_features']} / {r['items_with_quarantine']}) | "
-                     f"{r['media_seconds']:.1f} | {r['wall_process_s']:.1f} | {r['realtime_factor_wall']:.1f} | "
-                     f"{r['realtime_factor_cpu']:.1f} | {r['peak_rss_mb']:.0f} | {r['ready_s']:.2f} | {r['cold_start_s']:.2f} |")
+    lines = [f"# Extraction speed ({res['cpus']} CPUs, load average {res['load_average_start'][0]:.1f} at start, "
+             f"{res['load_average_end'][0]:.1f} at end, {res['date']})", "",
+             "| configuration | workers | media s | wall s | realtime x (wall) | / decode-only | realtime x (CPU) | "
+             "peak memory, process tree (RSS / PSS MB) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in res["configs"]:
+        lines.append(f"| {r['config']} | {r['workers']} | {r['media_seconds']:.1f} | {r['wall_s']:.1f} | "
+                     f"{r['realtime_wall']:.1f} | {r['x_decode_only'] or float('nan'):.2f} | {r['realtime_cpu']:.1f} | "
+                     f"{r['peak_tree_rss_mb']} / {r['peak_tree_pss_mb']} |")
     lines += render_text(res)
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--child", choices=list(STAGES), help=argparse.SUPPRESS)
-    ap.add_argument("--fps", type=float, default=25.0, help="frames per second for decoding/visual (MMSA-FET: 25)")
-    ap.add_argument("--stages", nargs="*", default=list(STAGES), choices=list(STAGES))
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--configs", nargs="*", help="run only these configurations (names as in the table)")
     ap.add_argument("--mosi", action="store_true", help="also the text-only MOSI accuracy")
     ap.add_argument("--chain", action="store_true", help="only the clean MOSI chain (our text + published audio)")
     ap.add_argument("--out", type=Path, default=RESULTS / "extract_speed")
     a = ap.parse_args()
-    if a.child:  # (no torch import here: it would add ~1 s to every cold start it measures)
-        print(json.dumps(child(a.child, a.fps)))
+    if a.child:  # one configuration, JSON on stdout (no torch import: it is not what extraction pays)
+        modalities, fps, workers, manifest, store = json.loads(a.child)
+        r = (child_decode(Path(manifest), fps) if not modalities
+             else child_extract(Path(manifest), modalities, fps, workers, Path(store)))
+        print(json.dumps(r))
         return 0
     if a.chain:
         import torch
@@ -280,14 +320,7 @@ def main() -> int:
         (RESULTS / "extract_chain.md").write_text("\n".join(render_text(chain)) + "\n")
         print(json.dumps(chain["chain"], indent=1))
         return 0
-    import psutil
-
-    res = {"cpus": psutil.cpu_count(), "load_average": list(psutil.getloadavg()), "date": time.strftime("%Y-%m-%d %H:%M"),
-           "stages": []}
-    for st in a.stages:
-        r = run_stage(st, a.fps)
-        print(json.dumps(r), flush=True)
-        res["stages"].append(r)
+    res = speed([c for c in CONFIGS if not a.configs or c[0] in a.configs])
     if a.mosi:
         import torch
 
@@ -295,10 +328,9 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as work:
             res["mosi"] = mosi_text(Path(work))
         print(json.dumps({k: v for k, v in res["mosi"].items() if k != "summary"}, indent=1), flush=True)
-    out = a.out.with_name(a.out.name + ("" if a.fps == 25.0 else f"_fps{a.fps:g}"))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(res, indent=1))
-    out.with_suffix(".md").write_text(render(res))
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.with_suffix(".json").write_text(json.dumps(res, indent=1))
+    a.out.with_suffix(".md").write_text(render(res))
     print(render(res))
     return 0
 

@@ -6,7 +6,12 @@ Two protocols, both reported:
 * ``within``: train on all but the last segment of every clip, valid = the last segment (same people and
   clips: measures capacity to learn, not generalisation).
 
-    .venv/bin/python bench/visual_c3d_mead.py [--clips ../shared/data/clips] [--epochs 60]
+``--refit N`` sets the face tracker's ``refit_every`` (1 = the 68 landmarks fitted on every frame; the
+default carries them by optical flow between fits), so the downstream value of tracked landmarks can be
+compared with per-frame fitting. ``--facet`` adds the Facet-style check: per segment, mean and std of the
+30 Facet-style features, logistic regression (C = 1, standardised on train), leave-one-actor-out.
+
+    .venv/bin/python bench/visual_c3d_mead.py [--clips ../shared/data/clips] [--epochs 60] [--refit 1] [--facet]
 """
 
 from __future__ import annotations
@@ -21,9 +26,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pipeline.align import align_to_segments
 from pipeline.extractors.base import MediaItem
 from pipeline.extractors.c3d_crops import FaceCropsConfig
 from pipeline.extractors.face import FaceTrackConfig
+from pipeline.extractors.facet import FacetConfig, FacetExtractor
 from pipeline.store import read_feature_set, write_feature_set
 from pipeline.visual_cnn import C3DTrainConfig, build_crop_store, train_c3d, write_c3d_features
 
@@ -52,22 +59,70 @@ def mead_corpus(clips: Path, seg: float, protocol: str, valid_actor: str = "W011
     return items, pd.DataFrame(rows), names
 
 
+def facet_check(clips: Path, track: FaceTrackConfig, segs: tuple[float, ...] = (0.5, 0.65, 0.8, 1.0, 1.3, 1.6, 2.0)
+                ) -> dict:
+    """Leave-one-actor-out accuracy of logistic regression (C = 1, standardised on train) on per-segment
+    Facet-style statistics (mean; mean + std), for several segment lengths (66 segments at 1.3 s: one
+    segmentation alone is too noisy to compare trackers), and the mean over them."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    ex = FacetExtractor(FacetConfig(track=track))
+    items, _, _ = mead_corpus(clips, max(segs), "actor")
+    whole = pd.DataFrame({"segment_id": ["all"], "start": [np.nan], "end": [np.nan]})
+    # one tracking pass per clip, over the whole clip, pooled below onto each segmentation
+    timed = {it.item_id: ex.extract(MediaItem(it.item_id, it.path, whole), None).features for it in items}
+    out: dict = {}
+    for seg in segs:
+        items, rows, names = mead_corpus(clips, seg, "actor")
+        y, actor = rows["label_class"].to_numpy(), rows["video_id"].str.split("_").str[0].to_numpy()
+        for pool in ("mean", "mean+std"):
+            parts = []
+            for it in items:
+                win = it.segments[["start", "end"]].to_numpy(np.float64)
+                stats = [align_to_segments(timed[it.item_id], win, c).values for c in pool.split("+")]
+                parts.append(np.concatenate(stats, axis=1))
+            x = np.concatenate(parts)
+            ok = np.isfinite(x).all(axis=1)
+            accs = []
+            for a in sorted(set(actor)):
+                tr, va = (actor != a) & ok, (actor == a) & ok
+                sc = StandardScaler().fit(x[tr])
+                clf = LogisticRegression(C=1.0, max_iter=5000).fit(sc.transform(x[tr]), y[tr])
+                accs.append(clf.score(sc.transform(x[va]), y[va]))
+            out[f"{seg}s/{pool}"] = round(float(np.mean(accs)), 4)
+    for pool in ("mean", "mean+std"):
+        out[f"mean_over_segmentations/{pool}"] = round(float(np.mean([v for k, v in out.items()
+                                                                       if k.endswith(f"s/{pool}")])), 4)
+    return {"valid_acc": out, "chance": 0.125, "track": track.model_dump()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clips", type=Path, default=ROOT.parent / "shared" / "data" / "clips")
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--seg", type=float, default=1.3)
-    ap.add_argument("--fps", type=float, default=12.0)
+    ap.add_argument("--fps", type=float, default=FaceTrackConfig().fps)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "visual_c3d_mead.json")
-    ap.add_argument("--protocols", nargs="+", default=["within", "actor"], choices=["within", "actor"])
+    ap.add_argument("--protocols", nargs="*", default=["within", "actor"], choices=["within", "actor"])
+    ap.add_argument("--refit", type=int, default=FaceTrackConfig().refit_every, help="tracker refit_every")
+    ap.add_argument("--facet", action="store_true", help="also the Facet-style logistic-regression check")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    results = {}
+    track = FaceTrackConfig(fps=args.fps, refit_every=args.refit)
+    results: dict = {}
+    if args.facet:
+        results["facet"] = facet_check(args.clips, track)
+        print("facet", results["facet"], flush=True)
     with tempfile.TemporaryDirectory() as tmp:
+        if not args.protocols:  # the Facet check only
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(results, indent=1))
+            return
         t0 = time.perf_counter()
         items, segs, names = mead_corpus(args.clips, args.seg, "within")
-        cfg = FaceCropsConfig(track=FaceTrackConfig(fps=args.fps), clip_len=16)
+        cfg = FaceCropsConfig(track=track, clip_len=16)
         build_crop_store(items, segs, store=tmp, dataset="mead", feature_set="crops-within", cfg=cfg, label_names=names)
         t_crops = time.perf_counter() - t0
         # same crops, the other split: rewrite the split column only

@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clips", type=Path, default=ROOT.parent / "shared" / "data" / "clips")
-    ap.add_argument("--fps", type=float, default=5.0)
+    ap.add_argument("--fps", type=float, default=None, help="default: the tracker's (25)")
     ap.add_argument("--max-side", type=int, default=320)
-    ap.add_argument("--detect-every", type=int, default=3)
+    ap.add_argument("--detect-every", type=int, default=None, help="default: the tracker's")
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "visual_speed.json")
     ap.add_argument("--repeat", type=int, default=1, help="best of N passes (the machine is shared)")
@@ -42,13 +42,15 @@ def main() -> None:
     t0 = time.perf_counter()
     from pipeline.errors import ItemError
     from pipeline.extractors.base import MediaItem
-    from pipeline.extractors.face import FaceTrackConfig, _models
+    from pipeline.extractors.face import FaceTrackConfig
+    from pipeline.extractors.landmarks import models as _models
     from pipeline.extractors.registry import get_extractor
     from pipeline.media import open_media
 
     _models()
     cold = time.perf_counter() - t0
-    track = FaceTrackConfig(fps=args.fps, max_side=args.max_side, detect_every=args.detect_every)
+    track = FaceTrackConfig(**{k: v for k, v in {"fps": args.fps, "max_side": args.max_side,
+                                                  "detect_every": args.detect_every}.items() if v is not None})
     facet = get_extractor("facet", track=track.model_dump())
     crops = get_extractor("face_crops", track=track.model_dump())
     paths = sorted(p for p in args.clips.glob("*/*") if p.suffix in {".mp4", ".mpg", ".mov", ".avi"})
@@ -63,7 +65,7 @@ def main() -> None:
         best_dec = best_all = cpu_dec = cpu_all = np.inf
         for _ in range(args.repeat):
             t, c = time.perf_counter(), time.process_time()
-            n = sum(1 for _ in media.frames(fps=args.fps, max_side=args.max_side, fmt="gray"))
+            n = sum(1 for _ in media.frames(fps=track.fps, max_side=track.max_side, fmt="gray"))
             best_dec, cpu_dec = min(best_dec, time.perf_counter() - t), min(cpu_dec, time.process_time() - c)
             item = MediaItem(p.stem, p, pd.DataFrame({"segment_id": [p.stem], "start": [np.nan], "end": [np.nan]}))
             t, c = time.perf_counter(), time.process_time()

@@ -161,9 +161,16 @@ class Outcome:
 Mapper = Callable[[list[MediaItem], ExtractConfig, list[str], Path], Iterable[Outcome]]
 
 
-def local_mapper(workers: int = 1, fn: str = DEFAULT_ITEM_FN) -> Mapper:
+def default_workers() -> int:
+    """One extraction process per core this process may run on (every extractor is single-threaded)."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def local_mapper(workers: int | None = None, fn: str = DEFAULT_ITEM_FN) -> Mapper:
     """Items already recorded are Cached; the others run here (``workers`` 1) or in that many spawned
-    processes, each holding one item at a time; only the small records travel back."""
+    processes, each holding one item at a time; only the small records travel back. ``workers`` None:
+    :func:`default_workers`."""
+    workers = default_workers() if workers is None else workers
 
     def run(items: list[MediaItem], cfg: ExtractConfig, keys: list[str], pdir: Path) -> Iterator[Outcome]:
         todo = []

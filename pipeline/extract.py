@@ -25,6 +25,7 @@ from pipeline.align import align_to_segments, clip_to_segments
 from pipeline.errors import InputError, ItemError
 from pipeline.extractors.base import Extractor, MediaItem
 from pipeline.extractors.registry import get_extractor_class, list_extractors
+from pipeline.media import MediaConfig, media_config, open_media, segment_bounds
 from pipeline.provenance import StageConfig, hash_file, hash_json
 
 MODALITIES = ("text", "audio", "video")
@@ -50,16 +51,13 @@ def _default(modality: str) -> list[ExtractorSpec]:
     return []
 
 
-class ExtractConfig(StageConfig):
-    """What to extract and how: extractors per modality (+ their configs), decoding and pooling."""
+class ExtractConfig(MediaConfig):
+    """What to extract and how: extractors per modality (+ their configs), decoding (the
+    :class:`MediaConfig` fields, declared there once) and pooling."""
 
     text: list[ExtractorSpec] = Field(default_factory=lambda: _default("text"))
     audio: list[ExtractorSpec] = Field(default_factory=lambda: _default("audio"))
     video: list[ExtractorSpec] = Field(default_factory=lambda: _default("video"))
-    sample_rate: int = Field(16000, gt=0, description="audio resampled once to this rate (mono)")
-    fps: float | None = Field(10.0, gt=0, description="decoder's default frames per second (None = all); extractors "
-                              "that sample frames themselves (facet: track.fps) use their own rate")
-    max_side: int | None = Field(None, gt=0, description="frames downscaled to this longest side (None = as decoded)")
     collapse: Literal["mean", "weighted_mean", "max", "min", "std"] = "mean"
     word_level: bool = Field(False, description="also align audio/visual onto the words of the first text column "
                              "(SDK semantics) -> '<column>_words' sequences in <feature_set>.seq, one row per word")
@@ -126,14 +124,15 @@ def build_extractor(spec: ExtractorSpec) -> Extractor:
 
 
 def _resolve_times(item: MediaItem, duration: float | None) -> pd.DataFrame:
-    """Segment start/end with NaN (= whole file) filled: [0, duration], or [i, i+1] with no media."""
+    """Segment start/end with NaN (= whole file) filled: [0, duration] (``media.segment_bounds``, the one
+    rule), or [i, i+1] with no media."""
     seg = item.segments.reset_index(drop=True).copy()
-    for i in range(len(seg)):
-        if pd.isna(seg.at[i, "start"]) or pd.isna(seg.at[i, "end"]):
-            if duration is not None:
-                seg.at[i, "start"], seg.at[i, "end"] = 0.0, float(duration)
-            else:  # transcript-only, untimed: a pseudo-interval per segment so its words stay its own
-                seg.at[i, "start"], seg.at[i, "end"] = float(i), float(i + 1)
+    if duration is not None:
+        seg[["start", "end"]] = segment_bounds(seg, (0.0, float(duration)))
+        return seg
+    untimed = (seg["start"].isna() | seg["end"].isna()).to_numpy()
+    i = np.flatnonzero(untimed).astype(np.float64)  # transcript-only: a pseudo-interval per segment,
+    seg.loc[untimed, "start"], seg.loc[untimed, "end"] = i, i + 1  # so its words stay its own
     return seg
 
 
@@ -151,12 +150,7 @@ def _open(item: MediaItem, cfg: ExtractConfig) -> tuple[Any, str | None]:
     if item.path is None:
         return None, "no media file (transcript-only row)"
     try:
-        from pipeline.media import open_media
-    except ImportError as e:  # pragma: no cover - media.py is part of the project
-        return None, f"media decoding unavailable ({e})"
-    try:
-        return open_media(item.path, sample_rate=cfg.sample_rate, fps=cfg.fps, max_side=cfg.max_side,
-                          item=item.item_id), None
+        return open_media(item.path, media_config(cfg), item=item.item_id), None
     except ItemError as e:
         return None, str(e)
 

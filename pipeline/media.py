@@ -200,6 +200,7 @@ class MediaFile:
             raise _err(f"zero duration ({self.info.duration:.3f} s < {self.cfg.min_duration_s} s)", self.item)
         self._audio: np.ndarray | None = None
         self._audio_span: tuple[float, float] | None = None
+        self.rotation = 0  # display-matrix rotation in degrees, counter-clockwise (read from decoded frames)
         self.audio_level: tuple[float, float, float] | None = None  # rms, peak, active (dBFS)
 
     # ----------------------------------------------------------------------------------- properties
@@ -289,15 +290,25 @@ class MediaFile:
         return wave
 
     # --------------------------------------------------------------------------------------- frames
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(width, height) of the frames as displayed: after the display-matrix rotation (known once a
+        frame was decoded; before that, as coded)."""
+        vinfo = self.info.video
+        if vinfo is None:
+            raise _err("no video stream in the file", self.item, "video")
+        return (vinfo.height, vinfo.width) if self.rotation % 180 else (vinfo.width, vinfo.height)
+
     def frames(
         self, *, fps: float | None = None, max_side: int | None = None, fmt: str = "rgb24",
         start: float | None = None, end: float | None = None,
     ) -> Iterator[tuple[float, np.ndarray]]:
         """(time_s, uint8 [H, W, 3] RGB; [H, W] for ``fmt="gray"``), sampled at ``fps`` (default: config).
 
+        Frames are upright: the display-matrix rotation (``frame.rotation``, e.g. a phone's 90) is applied.
         ``start``/``end`` restrict to a window (the decoder seeks to the keyframe before ``start``).
         Raises ``ItemError`` for no video stream, a decoding error, or a stream that ends well before its
-        declared duration (truncated file).
+        declared duration (truncated file), also when the window asked for lies inside what survives.
         """
         from av.video.reformatter import VideoReformatter
 
@@ -330,16 +341,21 @@ class MediaFile:
                 if start is not None and t < start - 1e-6:
                     continue
                 if end is not None and t > end + 1e-6:
-                    return
+                    return  # the window is done: nothing said about the rest of the stream
                 if t + 1e-6 < next_t:
                     continue  # not sampled: never converted
                 # keep a steady rate; resync after a jump (a seek, a long frame)
                 next_t = t + step if next_t == -np.inf else max(next_t + step, t + 0.5 * step)
-                img = reformatter.reformat(frame, size[0], size[1], out_fmt, interpolation=self.cfg.interpolation)
-                yield t, img.to_ndarray()
+                img = reformatter.reformat(frame, size[0], size[1], out_fmt,
+                                           interpolation=self.cfg.interpolation).to_ndarray()
+                self.rotation = int(round((frame.rotation or 0) / 90.0)) % 4 * 90
+                if self.rotation:  # counter-clockwise, as PyAV reports it (np.rot90 turns the same way)
+                    img = np.ascontiguousarray(np.rot90(img, self.rotation // 90))
+                yield t, img
         finally:
             decoded.close()  # the container closes now, also when the consumer stops early
-        if end is None and vinfo.duration and last_t + 2 * frame_dt < _TRUNCATION_RATIO * vinfo.duration:
+        # the decoder reached the end of the stream: does it end where the header says it does?
+        if vinfo.duration and last_t + 2 * frame_dt < _TRUNCATION_RATIO * vinfo.duration:
             raise _err(f"video truncated: frames end at {last_t:.2f} s of {vinfo.duration:.2f} s declared",
                        self.item, "video")
 
@@ -365,15 +381,18 @@ class MediaFile:
                            f"{e.__class__.__name__}: {e})", self.item, "video") from e
 
 
-def open_media(
-    path: str | Path, *, sample_rate: int = 16000, fps: float | None = None, max_side: int | None = None,
-    silence_dbfs: float = -60.0, min_duration_s: float = 0.1, max_audio_s: float = 4 * 3600.0,
-    item: str | None = None,
-) -> MediaFile:
-    """Probe ``path`` and return a lazy :class:`MediaFile`; nothing is decoded until asked for."""
-    cfg = MediaConfig(sample_rate=sample_rate, fps=fps, max_side=max_side, silence_dbfs=silence_dbfs,
-                      min_duration_s=min_duration_s, max_audio_s=max_audio_s)
-    return MediaFile(path, cfg, item=item)
+def open_media(path: str | Path, cfg: MediaConfig | None = None, *, item: str | None = None,
+               **options: object) -> MediaFile:
+    """Probe ``path`` and return a lazy :class:`MediaFile`; nothing is decoded until asked for.
+
+    ``options`` are :class:`MediaConfig` fields (``fps=``, ``interpolation=``...), applied over ``cfg``."""
+    base = cfg or MediaConfig()
+    return MediaFile(path, MediaConfig(**{**base.model_dump(), **options}) if options else base, item=item)
+
+
+def media_config(cfg: StageConfig) -> MediaConfig:
+    """The :class:`MediaConfig` part of a config that embeds its fields (``ExtractConfig``)."""
+    return MediaConfig(**{k: getattr(cfg, k) for k in MediaConfig.model_fields})
 
 
 # ------------------------------------------------------------------------------- for audio extractors
@@ -391,21 +410,29 @@ def item_audio(item, media, *, stage: str) -> tuple[np.ndarray, int, tuple[float
     return wave, sr, span
 
 
+def segment_bounds(segments, whole: tuple[float, float]) -> np.ndarray:  # noqa: ANN001 - DataFrame
+    """[K, 2] (start, end) of each segment, a NaN bound standing for the matching end of ``whole``
+    (a segment without times is the whole file); no segment table (or no time columns) = ``[whole]``.
+    The one place where "NaN = whole file" is decided."""
+    if segments is None or len(segments) == 0 or "start" not in segments or "end" not in segments:
+        return np.array([whole], np.float64)
+    w = segments[["start", "end"]].to_numpy(np.float64, copy=True)
+    w[np.isnan(w[:, 0]), 0] = whole[0]
+    w[np.isnan(w[:, 1]), 1] = whole[1]
+    return w
+
+
 def segment_windows(segments, span: tuple[float, float], min_seconds: float
                     ) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:  # noqa: ANN001
     """Segment bounds clipped to the audio span (NaN bounds = the whole span): ``(windows [K, 2],
     usable [K] bool, notes)``. A segment with less than ``min_seconds`` of audio under it is not usable
     (nothing to describe: it stays missing, never zeros); ``notes`` maps its ``segment_id`` to why."""
     lo, hi = span
-    if segments is None or len(segments) == 0 or "start" not in segments or "end" not in segments:
-        return np.array([[lo, hi]], np.float64), np.array([hi - lo >= min_seconds]), {}
-    raw = segments[["start", "end"]].to_numpy(np.float64, copy=True)
-    w = raw.copy()
-    w[np.isnan(w[:, 0]), 0] = lo
-    w[np.isnan(w[:, 1]), 1] = hi
-    w = np.stack([np.clip(w[:, 0], lo, hi), np.clip(w[:, 1], lo, hi)], axis=1)
+    raw = segment_bounds(segments, span)
+    w = np.clip(raw, lo, hi)
     usable = (w[:, 1] - w[:, 0]) >= min_seconds
-    ids = segments["segment_id"].astype(str).tolist() if "segment_id" in segments else [str(i) for i in range(len(w))]
+    ids = segments["segment_id"].astype(str).tolist() if segments is not None and "segment_id" in segments \
+        else [str(i) for i in range(len(w))]
     notes = {
         ids[i]: (f"segment [{raw[i, 0]:.2f}, {raw[i, 1]:.2f}] s has {max(0.0, w[i, 1] - w[i, 0]):.2f} s of audio "
                  f"under it (< {min_seconds} s; audio spans {lo:.2f}-{hi:.2f} s)")

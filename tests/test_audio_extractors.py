@@ -283,3 +283,24 @@ def test_mdq_rises_with_aspiration_noise() -> None:
             mdq[oq, noise] = float(np.median(v[v[:, 1] > 0, 5]))
     assert mdq[0.4, 0.02] > mdq[0.4, 0.0] and mdq[0.8, 0.02] > mdq[0.8, 0.0]
     assert mdq[0.8, 0.02] > 1.5 * mdq[0.4, 0.0]  # breathy (open, noisy) vs tense (closed, clean)
+
+
+def test_smile_is_built_without_scanning_every_installed_distribution(monkeypatch: pytest.MonkeyPatch) -> None:
+    """audobject learns a class's distribution by scanning all installed metadata (1.5 s of CPU per
+    process); the extractor gives it the one answer it needs, and the recorded class key is unchanged."""
+    import threading
+
+    from audobject.core import utils
+
+    from pipeline.extractors.opensmile_sets import smile_for
+
+    def scan() -> dict:
+        raise AssertionError("packages_distributions() was called")
+
+    monkeypatch.setattr(utils, "PACKAGES_DISTRIBUTIONS", {})
+    monkeypatch.setattr(utils, "packages_distributions", scan)
+    built: list = []
+    t = threading.Thread(target=lambda: built.append(smile_for("eGeMAPSv02", "functionals")))  # fresh cache
+    t.start()
+    t.join()
+    assert built and built[0].to_yaml_s().startswith("$opensmile.core.smile.Smile==")

@@ -29,8 +29,7 @@ def test_mosi_transcripts_text_only_and_combined_with_imported(mosi_dir, glove_t
     from pipeline.data import load_joined
     from pipeline.importers.table import import_embedded_default
 
-    s = extract_corpus(mosi_dir / "segments.csv", store=tmp_path, dataset="mosi", cfg=_text_only(glove_txt),
-                       progress=False)
+    s = extract_corpus(mosi_dir / "segments.csv", store=tmp_path, dataset="mosi", cfg=_text_only(glove_txt))
     assert s.n_segments == 1687 and s.items_done == 72 and s.present_per_column["text"] == 1687
     fs = read_feature_set(tmp_path, "mosi", "extracted")
     assert fs.meta.producer.kind == "extractor" and fs.meta.extra["extractors"]["text"]["extractor"] == "glove"
@@ -70,7 +69,7 @@ def clip_corpus(clips_dir, tmp_path_factory):
 
 def test_every_clip_kind_gets_features_or_precise_reasons(clip_corpus, tmp_path):
     cfg = ExtractConfig(fps=5.0)
-    s = extract_corpus(clip_corpus, store=tmp_path, dataset="clips", cfg=cfg, progress=False)
+    s = extract_corpus(clip_corpus, store=tmp_path, dataset="clips", cfg=cfg)
     assert s.n_items == len(CLIPS) + 1 and s.n_segments == len(CLIPS) + 5
     fs = read_feature_set(tmp_path, "clips", "extracted")
     q = pd.read_parquet(quarantine_path(tmp_path, "clips", "extracted"))
@@ -121,7 +120,7 @@ def test_word2vec_trained_through_the_driver_is_recorded(tmp_path):
     rows.to_csv(tmp_path / "manifest.csv", index=False)
     cfg = ExtractConfig(text=[ExtractorSpec(name="word2vec", config={"train": {"vector_size": 8, "epochs": 2}})],
                         audio=[], video=[])
-    extract_corpus(tmp_path, store=tmp_path / "s", dataset="toy", cfg=cfg, progress=False)
+    extract_corpus(tmp_path, store=tmp_path / "s", dataset="toy", cfg=cfg)
     meta = read_meta(tmp_path / "s" / "toy" / "extracted.parquet")
     used = meta.extra["extractors"]["text"]
     assert used["vectors"].endswith(".txt") and "_models" in used["vectors"] and used["vocabulary"] == 4  # train only
@@ -133,8 +132,8 @@ def test_word2vec_trained_through_the_driver_is_recorded(tmp_path):
 def test_two_worker_processes_give_the_same_feature_set(mosi_dir, glove_txt, tmp_path):
     seg = pd.read_csv(mosi_dir / "segments.csv")
     seg[seg.video_id.isin(seg.video_id.unique()[:6])].to_csv(tmp_path / "manifest.csv", index=False)
-    one = extract_corpus(tmp_path, store=tmp_path / "a", dataset="mosi", cfg=_text_only(glove_txt), progress=False)
-    two = extract_corpus(tmp_path, store=tmp_path / "b", dataset="mosi", cfg=_text_only(glove_txt), progress=False,
+    one = extract_corpus(tmp_path, store=tmp_path / "a", dataset="mosi", cfg=_text_only(glove_txt))
+    two = extract_corpus(tmp_path, store=tmp_path / "b", dataset="mosi", cfg=_text_only(glove_txt),
                          mapper=local_mapper(2))
     assert one.n_items == two.n_items == 6 and one.n_segments == two.n_segments > 60
     a, b = (read_feature_set(p, "mosi", "extracted") for p in (tmp_path / "a", tmp_path / "b"))

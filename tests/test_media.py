@@ -178,3 +178,35 @@ def test_window_on_mpeg_ps_starts_at_the_window(clips_dir: Path) -> None:
     m = open_media(clips_dir / "grid_lipnet/bbaf2n.mpg", fps=5)
     times = [t for t, _ in m.frames(start=1.0, end=2.0)]
     assert times[0] == pytest.approx(1.0) and times[-1] == pytest.approx(2.0) and len(times) == 6
+
+
+def test_open_media_passes_every_decoding_option_through(clips_dir: Path) -> None:
+    path = clips_dir / "pyfeat" / "single_face.mp4"  # 640x360: downscaled, so the filter matters
+    fast = open_media(path, max_side=160)
+    area = open_media(path, max_side=160, interpolation="AREA")
+    assert area.cfg.interpolation == "AREA" and fast.cfg.interpolation == "FAST_BILINEAR"
+    a = next(iter(area.frames(fmt="gray")))[1]
+    f = next(iter(fast.frames(fmt="gray")))[1]
+    assert a.shape == f.shape == (90, 160) and not np.array_equal(a, f)
+    with pytest.raises(ValueError):
+        open_media(path, interpolation="NEAREST_NEIGHBOUR_PLEASE")
+
+
+def test_segment_bounds_is_the_one_nan_means_whole_file_rule() -> None:
+    from pipeline.media import segment_bounds
+
+    seg = pd.DataFrame({"segment_id": ["a", "b", "c"], "start": [np.nan, 1.0, np.nan], "end": [2.0, np.nan, np.nan]})
+    assert segment_bounds(seg, (0.0, 9.5)).tolist() == [[0.0, 2.0], [1.0, 9.5], [0.0, 9.5]]
+    assert segment_bounds(None, (0.5, 3.0)).tolist() == [[0.5, 3.0]]
+    assert segment_bounds(seg.drop(columns=["end"]), (0.0, 1.0)).tolist() == [[0.0, 1.0]]
+
+
+def test_extract_config_declares_decoding_once_through_media_config() -> None:
+    from pydantic import ValidationError
+
+    from pipeline.extract import ExtractConfig
+
+    cfg = ExtractConfig(text=[], audio=[], video=[])
+    assert {k: getattr(cfg, k) for k in MediaConfig.model_fields} == MediaConfig().model_dump()
+    with pytest.raises(ValidationError, match="fps"):
+        ExtractConfig(text=[], audio=[], video=[], fps=-5)  # refused when the config loads, not on an item

@@ -24,7 +24,7 @@ def test_padding_never_changes_the_features():
 def test_text_cnn_learns_on_mosi_train_and_writes_features(mosi_dir, glove_txt, tmp_path):
     cfg = ExtractConfig(text=[ExtractorSpec(name="glove", config={"vectors": str(glove_txt)}, keep_sequence=True)],
                         audio=[], video=[])
-    extract_corpus(mosi_dir / "segments.csv", store=tmp_path, dataset="mosi", cfg=cfg, progress=False)
+    extract_corpus(mosi_dir / "segments.csv", store=tmp_path, dataset="mosi", cfg=cfg)
     res = train_text_cnn(TextCNNConfig(epochs=4, lr=3e-3), store=tmp_path, dataset="mosi",
                          words_feature_set="extracted.seq", out_feature_set="textcnn")
     assert res["n_train"] == 1447 and res["n_valid"] == 240

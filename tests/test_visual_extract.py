@@ -24,7 +24,7 @@ def test_driver_aligns_facet_and_crops_and_explains_faceless_segments(clips_dir:
     assert res.vectors["video"].shape == (2, 30) and np.isfinite(res.vectors["video"][0]).all()
     assert res.vectors["video_face_crops"].shape == (2, 8 * 32 * 32)
     reasons = {(q["segment_id"], q["modality"]): q["reason"] for q in res.quarantine}
-    assert reasons[("without", "video")].startswith("no face in the 13 sampled frames of the segment")
+    assert reasons[("without", "video")].startswith("no face in the 60 sampled frames of the segment")
     assert res.notes["video"]["face_frames"] < res.notes["video"]["sampled_frames"]
     assert res.dim_names["video"][0] == "au01_inner_brow_raise_r"
 
@@ -36,7 +36,7 @@ def test_driver_quarantines_a_faceless_clip_with_the_reason(clips_dir: Path) -> 
     res = extract_item(MediaItem("no_face", path, seg), CFG)
     assert not res.present.get("video", np.array([False])).any()
     reasons = [q["reason"] for q in res.quarantine if q["modality"] == "video"]
-    assert len(reasons) == 2 and all("no face in 20 sampled frames" in r for r in reasons)
+    assert len(reasons) == 2 and all("no face in 95 sampled frames" in r for r in reasons)
 
 
 def test_c3d_trains_on_crops_written_by_the_driver(tmp_path: Path) -> None:

@@ -22,8 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cross-fit", type=int, default=CROSS_FIT_DEFAULT, metavar="K",
                    help="text-CNN: training rows' features from K fold models grouped by video "
                         f"(default {CROSS_FIT_DEFAULT}; 0 = in-sample, which leaks the training labels)")
-    p.add_argument("--workers", type=int, default=1, choices=range(1, 257), metavar="N",
-                   help="worker processes (one per core; default 1)")
+    p.add_argument("--workers", type=int, default=None, choices=range(1, 257), metavar="N",
+                   help="worker processes (default: one per available core)")
     p.add_argument("--no-progress", action="store_true", help="no per-video lines or progress bars")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_run)

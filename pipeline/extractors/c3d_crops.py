@@ -15,12 +15,9 @@ from pydantic import Field, model_validator
 
 from pipeline.errors import ItemError
 from pipeline.extractors.base import Extracted, MediaItem, MediaSource, TimedFeatures
-from pipeline.extractors.face import (
-    FaceTrack,
-    FaceTrackConfig,
-    FaceTrackingExtractor,
-)
+from pipeline.extractors.face import FaceTrack, FaceTrackConfig, FaceTrackingExtractor
 from pipeline.extractors.registry import register_extractor
+from pipeline.media import segment_bounds
 from pipeline.provenance import StageConfig
 
 
@@ -62,10 +59,7 @@ class FaceCropsExtractor(FaceTrackingExtractor):
     def extract(self, item: MediaItem, media: MediaSource | None) -> Extracted:
         cfg: FaceCropsConfig = self.cfg  # type: ignore[assignment]
         track = self.track(item, media, cfg.track)
-        seg = item.segments
-        windows = seg[["start", "end"]].to_numpy(np.float64) if len(seg) else np.zeros((0, 2))
-        whole = (track.sample_times[0], track.sample_times[-1] + track.frame_step)
-        windows = np.where(np.isnan(windows), np.array(whole)[None, :], windows)
+        windows = segment_bounds(item.segments, (track.sample_times[0], track.sample_times[-1] + track.frame_step))
         clips = segment_clips(track, windows, cfg.clip_len)
         keep = [i for i, c in enumerate(clips) if c is not None]
         if not keep:

@@ -22,17 +22,12 @@ import numpy as np
 from pydantic import Field
 
 from pipeline.extractors.base import Extracted, MediaItem, MediaSource, TimedFeatures
-from pipeline.extractors.face import (
-    FaceTrack,
-    FaceTrackConfig,
-    FaceTrackingExtractor,
-    inter_ocular,
-)
+from pipeline.extractors.face import FaceTrack, FaceTrackConfig, FaceTrackingExtractor
+from pipeline.extractors.landmarks import L_EYE, R_EYE, upright
 from pipeline.extractors.registry import register_extractor
 from pipeline.provenance import StageConfig
 
 # dlib 68-point indices (0-based). "r"/"l" are the subject's right/left (image left/right).
-R_EYE, L_EYE = slice(36, 42), slice(42, 48)
 GEOMETRY_NAMES = [
     "au01_inner_brow_raise_r", "au01_inner_brow_raise_l", "au02_outer_brow_raise_r", "au02_outer_brow_raise_l",
     "au04_brow_distance", "au05_07_45_eye_open_r", "au05_07_45_eye_open_l", "au09_nose_wrinkle",
@@ -59,39 +54,30 @@ class FacetConfig(StageConfig):
     include_pose: bool = True
 
 
-def upright(pts: np.ndarray) -> np.ndarray:
-    """Landmarks rotated so the eye line is horizontal, centred between the eyes, in IOD units."""
-    cr, cl = pts[R_EYE].mean(0), pts[L_EYE].mean(0)
-    d = cl - cr
-    iod = max(float(np.hypot(*d)), 1e-6)
-    c, s = d / iod
-    rot = np.array([[c, s], [-s, c]], np.float64)
-    return ((pts - (cr + cl) / 2) @ rot.T) / iod
-
-
-def _eye_open(a: np.ndarray) -> float:
-    # eye aspect ratio: mean vertical lid distance over eye width
-    return float((np.linalg.norm(a[1] - a[5]) + np.linalg.norm(a[2] - a[4])) / (2 * np.linalg.norm(a[0] - a[3]) + 1e-6))
+def _eye_open(a: np.ndarray) -> np.ndarray:
+    # eye aspect ratio: mean vertical lid distance over eye width ([N, 6, 2] -> [N])
+    n = np.linalg.norm
+    return (n(a[:, 1] - a[:, 5], axis=1) + n(a[:, 2] - a[:, 4], axis=1)) / (2 * n(a[:, 0] - a[:, 3], axis=1) + 1e-6)
 
 
 def geometry(pts: np.ndarray) -> np.ndarray:
-    """The ``GEOMETRY_NAMES`` features of one face (upright coordinates, IOD units, y down)."""
+    """The ``GEOMETRY_NAMES`` features of N faces [N, 68, 2] (upright coordinates, IOD units, y down)."""
     p = upright(pts.astype(np.float64))
-    y = p[:, 1]
-    eye_y_r, eye_y_l = p[R_EYE, 1].mean(), p[L_EYE, 1].mean()
-    mouth_mid_y = (y[51] + y[57]) / 2
+    y = p[:, :, 1]
+    eye_y_r, eye_y_l = p[:, R_EYE, 1].mean(1), p[:, L_EYE, 1].mean(1)
+    mouth_mid_y = (y[:, 51] + y[:, 57]) / 2
 
-    def dist(i: int, j: int) -> float:
-        return float(np.linalg.norm(p[i] - p[j]))
+    def dist(i: int, j: int) -> np.ndarray:
+        return np.linalg.norm(p[:, i] - p[:, j], axis=1)
 
-    return np.array([
-        eye_y_r - y[21], eye_y_l - y[22], eye_y_r - y[17], eye_y_l - y[26],
-        dist(21, 22), _eye_open(p[R_EYE]), _eye_open(p[L_EYE]), y[33] - (eye_y_r + eye_y_l) / 2,
-        dist(51, 33), mouth_mid_y - y[48], mouth_mid_y - y[54], dist(48, 54),
+    return np.stack([
+        eye_y_r - y[:, 21], eye_y_l - y[:, 22], eye_y_r - y[:, 17], eye_y_l - y[:, 26],
+        dist(21, 22), _eye_open(p[:, R_EYE]), _eye_open(p[:, L_EYE]), y[:, 33] - (eye_y_r + eye_y_l) / 2,
+        dist(51, 33), mouth_mid_y - y[:, 48], mouth_mid_y - y[:, 54], dist(48, 54),
         dist(62, 66), dist(8, 33), dist(62, 66) / (dist(60, 64) + 1e-6), dist(51, 62),
         dist(57, 66), dist(57, 8), dist(31, 48), dist(35, 54), dist(27, 8),
         dist(0, 16), dist(8, 0) - dist(8, 16),
-    ], np.float64)
+    ], axis=1)
 
 
 def head_pose(pts: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
@@ -110,19 +96,17 @@ def head_pose(pts: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
 
 def facet_features(track: FaceTrack, cfg: FacetConfig) -> np.ndarray:
     w, h = track.frame_size
-    rows = []
-    for f in track.frames:
-        pts = f.landmarks.astype(np.float64)
-        parts = [geometry(pts)]
-        if cfg.include_pose:
-            cx, cy = pts.mean(0)
-            parts.append(head_pose(pts, track.frame_size))
-            parts.append([cx / w, cy / h, inter_ocular(pts) / np.hypot(w, h)])
-        parts.append([f.quality])
-        if cfg.include_landmarks:
-            parts.append(upright(pts).reshape(-1))
-        rows.append(np.concatenate([np.asarray(x, np.float64) for x in parts]))
-    return np.asarray(rows, np.float32)
+    pts = np.stack([f.landmarks for f in track.frames]).astype(np.float64)  # [N, 68, 2]
+    parts = [geometry(pts)]
+    if cfg.include_pose:
+        iod = np.linalg.norm(pts[:, L_EYE].mean(1) - pts[:, R_EYE].mean(1), axis=1)
+        centre = pts.mean(1)
+        parts += [np.stack([head_pose(p, track.frame_size) for p in pts]),
+                  np.stack([centre[:, 0] / w, centre[:, 1] / h, iod / np.hypot(w, h)], axis=1)]
+    parts.append(np.array([[f.quality] for f in track.frames]))
+    if cfg.include_landmarks:
+        parts.append(upright(pts).reshape(len(pts), -1))
+    return np.concatenate(parts, axis=1).astype(np.float32)
 
 
 def facet_dim_names(cfg: FacetConfig) -> list[str]:
