@@ -27,6 +27,7 @@ from pydantic import Field
 from flows.tasks import SAFE_JSON, OrchestrationConfig, code_version, drop_corrupt_records, storage_path
 from flows.ui import flow_run_info, run_name, tag_run
 from pipeline.atomic import write_text_atomic
+from pipeline.crossfit import CROSS_FIT_DEFAULT
 from pipeline.errors import StoreError
 from pipeline.logs import get_logger
 from pipeline.provenance import StageConfig, hash_files, hash_json
@@ -34,7 +35,7 @@ from pipeline.provenance import StageConfig, hash_files, hash_json
 # Code each stage runs: a change there (and only there) invalidates the stage's cached output.
 TRAINER_CODE = ("models/base.py", "models/registry.py", "pipeline/train.py", "pipeline/data.py",
                 "pipeline/checkpoint.py", "pipeline/evaluate.py")
-UCLN_CODE = (*TRAINER_CODE, "models/ucln.py", "pipeline/context.py")
+UCLN_CODE = (*TRAINER_CODE, "models/ucln.py", "pipeline/context.py", "pipeline/crossfit.py")
 FUSION_CODE = (*TRAINER_CODE, "models/*.py")
 IMPORT_CODE = ("pipeline/importers/*.py", "pipeline/store.py")
 TRAIN_LIBRARIES = ("torch", "numpy", "scikit-learn")
@@ -54,6 +55,7 @@ class RebuildConfig(StageConfig):
     modalities: list[str] = list(MODALITIES)
     ucln: dict = Field(default_factory=lambda: {"epochs": 60, "patience": 15, "batch_size": 20})
     ucln_model: dict = Field(default_factory=dict)
+    cross_fit: int = Field(CROSS_FIT_DEFAULT, description="folds (by video) for the training rows' context features; 0 = in-sample")
     fusion: list[str] = ["argf"]
     fusion_train: dict = Field(default_factory=lambda: {"epochs": 40, "patience": 10, "batch_size": 32})
     fusion_model: dict = Field(default_factory=dict)
@@ -176,10 +178,10 @@ def train_ucln(store: str, out: str, dataset: str, features: str, modality: str,
 
 
 @stage("context-features", "context-features-{feature_set}")
-def context_features(runs: dict, store: str, dataset: str, feature_set: str, key: str) -> str:
+def context_features(runs: dict, store: str, dataset: str, feature_set: str, cross_fit: int, key: str) -> str:
     from pipeline.context import write_context_features
 
-    return str(write_context_features(runs, store=store, dataset=dataset, feature_set=feature_set))
+    return str(write_context_features(runs, store=store, dataset=dataset, feature_set=feature_set, cross_fit=cross_fit))
 
 
 @stage("train-fusion", "train-{model_name}")
@@ -235,13 +237,14 @@ def rebuild(corpus: str | None = None, store: str = "store", out: str = "runs", 
             fusion: list[str] | None = None, ucln: dict | None = None, fusion_train: dict | None = None,
             fusion_model: dict | None = None, extract: dict | None = None,
             orchestration: dict | None = None, seed: int = 0, split: str = "valid",
-            raw_features: str | None = None, report: bool = True) -> dict:
+            raw_features: str | None = None, report: bool = True, cross_fit: int | None = None) -> dict:
     """The whole pipeline; returns metrics per fusion model and what each stage recomputed."""
     if corpus is not None and raw_features is None:
         raw_features = "extracted"
     overrides = {k: v for k, v in {"fusion": fusion, "ucln": ucln, "fusion_train": fusion_train,
                                    "fusion_model": fusion_model, "extract": extract,
-                                   "orchestration": orchestration, "raw_features": raw_features}.items()
+                                   "orchestration": orchestration, "raw_features": raw_features,
+                                   "cross_fit": cross_fit}.items()
                  if v is not None}
     cfg = RebuildConfig(corpus=corpus, store=store, out=out, dataset=dataset, seed=seed, split=split,
                         **overrides)
@@ -272,9 +275,9 @@ def rebuild(corpus: str | None = None, store: str = "store", out: str = "runs", 
             ucln_runs[m], ucln_keys[m] = run_dir, key
         target = store_p / cfg.dataset / f"{cfg.context_features}.parquet"
         _, ran, secs = run_cached(context_features, label="context-features", cache_root=store_p,
-                            key=hash_json({"runs": ucln_keys, "fs": cfg.context_features}),
+                            key=hash_json({"runs": ucln_keys, "fs": cfg.context_features, "cross_fit": cfg.cross_fit}),
                             exists=lambda _: target.is_file(), runs=ucln_runs, store=str(store_p),
-                            dataset=cfg.dataset, feature_set=cfg.context_features)
+                            dataset=cfg.dataset, feature_set=cfg.context_features, cross_fit=cfg.cross_fit)
         stages.append({"stage": "context", "what": f"{cfg.dataset}/{cfg.context_features}", "recomputed": ran, "seconds": secs})
         ctx_digest = feature_set_digest(store_p, cfg.dataset, cfg.context_features)
         fusion_code = code_version(FUSION_CODE, TRAIN_LIBRARIES)

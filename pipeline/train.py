@@ -29,6 +29,7 @@ from models.base import AffectModel
 from models.registry import get_model_class
 from pipeline.atomic import write_text_atomic
 from pipeline.checkpoint import HISTORY, RunInfo, class_path, save_run
+from pipeline.crossfit import warn_if_in_sample
 from pipeline.data import (
     FeaturesArg,
     LabelKind,
@@ -217,6 +218,7 @@ def train(
     prep = prepared or prepare(store, dataset, features, modalities=cfg.modalities, label_kind=cfg.label,
                                standardize=cfg.standardize)
     mapping = {m: s.feature_set for m, s in prep.joined.sources.items()}
+    warn_if_in_sample(store, dataset, list(mapping.values()))
     start = (f"train {cfg.model} on {dataset} {mapping} dims {prep.joined.dims} classes {prep.n_classes} "
              f"seed {cfg.seed}")
     log.info(start)

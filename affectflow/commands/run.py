@@ -34,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="valid", help="split the metrics are reported on (default: valid)")
     p.add_argument("--ucln-epochs", type=int, default=None, help="upper bound on UCLN epochs")
     p.add_argument("--fusion-epochs", type=int, default=None, help="upper bound on fusion-model epochs")
+    p.add_argument("--cross-fit", type=int, default=None, metavar="K",
+                   help="folds (grouped by video) for the training rows' UCLN context features (default 5; 0 = "
+                        "in-sample, which leaks the training labels into the fusion model's inputs)")
     p.add_argument("--task-runner", choices=["threads", "dask"], default=None,
                    help="how per-video tasks run: local threads (default), or Dask: a LocalCluster of "
                         "--workers workers, or the cluster at --dask-address")
@@ -54,6 +57,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from flows import configure_prefect
+    from pipeline.crossfit import check_cross_fit
+
+    if args.cross_fit is not None:
+        check_cross_fit(args.cross_fit)
 
     home = configure_prefect(Path(args.out) / ".prefect")
     from pipeline.logs import to_terminal
@@ -88,7 +95,7 @@ def _run(args: argparse.Namespace) -> int:
         summary = rebuild(corpus=args.corpus, store=args.store, out=args.out, dataset=args.dataset,
                           fusion=args.fusion, ucln=ucln, fusion_train=fusion_train, seed=args.seed,
                           split=args.split, extract=extract, orchestration=orchestration,
-                          raw_features=args.feature_set, report=not args.no_report)
+                          raw_features=args.feature_set, report=not args.no_report, cross_fit=args.cross_fit)
     except FailedRun as e:
         print(f"affectflow run: failed: {e}", file=sys.stderr)
         return 1
