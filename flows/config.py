@@ -9,6 +9,7 @@ from urllib.parse import urlparse
 from pydantic import Field, field_validator, model_validator
 
 from models.modalities import MODALITIES
+from pipeline.crossfit import CROSS_FIT_DEFAULT
 from pipeline.provenance import StageConfig
 from pipeline.train_config import Device
 
@@ -72,6 +73,9 @@ class RebuildConfig(StageConfig):
     modalities: list[str] = Field(default_factory=lambda: list(MODALITIES), description="modalities to use")
     ucln: dict = Field(default_factory=lambda: {"epochs": 60, "patience": 15, "batch_size": 20})
     ucln_model: dict = Field(default_factory=dict)
+    cross_fit: int = Field(CROSS_FIT_DEFAULT, description="folds (grouped by video) for the training rows' UCLN "
+                                                          "context features; 0 = in-sample, which leaks the "
+                                                          "training labels into the fusion model's inputs")
     fusion: list[str] = Field(default_factory=lambda: ["argf"], description="fusion models to train")
     fusion_train: dict = Field(default_factory=lambda: {"epochs": 40, "patience": 10, "batch_size": 32})
     fusion_model: dict = Field(default_factory=dict)

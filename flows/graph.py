@@ -230,7 +230,7 @@ def plan(cfg: RebuildConfig, store: Path, out: Path, raw_digest: str | None = No
     context = _feature_stage(
         "context", "pipeline.context:write_context_features", store, cfg.dataset, cfg.context_features, "store",
         label="context-features", run_name=f"context-features-{cfg.context_features}",
-        config={"dataset": cfg.dataset, "feature_set": cfg.context_features},
+        config={"dataset": cfg.dataset, "feature_set": cfg.context_features, "cross_fit": cfg.cross_fit},
         paths={"run_dir": {m: s.output for m, s in runs.items()}, "source_store": str(store)},
         inputs={m: s.key for m, s in runs.items()})
     stages.append(context)

@@ -140,13 +140,15 @@ def rebuild(corpus: str | None = None, store: str | None = None, out: str | None
             fusion_model: dict | None = None, extract: dict | None = None,
             orchestration: dict | None = None, seed: int | None = None, split: str | None = None,
             raw_features: str | None = None, device: str | None = None, context_features: str | None = None,
-            modalities: list[str] | None = None, ucln_model: dict | None = None, report: bool = True) -> dict:
+            modalities: list[str] | None = None, ucln_model: dict | None = None, cross_fit: int | None = None,
+            report: bool = True) -> dict:
     """The whole pipeline; returns metrics per fusion model and what each stage recomputed. Parameters
     left None take :class:`flows.config.RebuildConfig`'s defaults (defined there only)."""
     cfg = make_config(corpus=corpus, store=store, out=out, dataset=dataset, fusion=fusion, ucln=ucln,
                       fusion_train=fusion_train, fusion_model=fusion_model, extract=extract,
                       orchestration=orchestration, seed=seed, split=split, raw_features=raw_features, device=device,
-                      context_features=context_features, modalities=modalities, ucln_model=ucln_model)
+                      context_features=context_features, modalities=modalities, ucln_model=ucln_model,
+                      cross_fit=cross_fit)
     tags = tag_run(cfg.dataset, cfg.corpus)
     run = flow_run_info()
     log.info("%s: rebuild %s (tags %s), fusion %s, metrics on split %s%s", run["name"], cfg.dataset,

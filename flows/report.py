@@ -87,6 +87,7 @@ def publish_report(cfg: Any, results: dict[str, dict], runs: dict[str, str], sta
         run_plot_dir.mkdir(exist_ok=True)
         for f in p.values():
             shutil.copyfile(f, run_plot_dir / f.name)
+    audit_md = _audit(store, cfg.dataset, cfg.context_features, dest / "feature-audit.png", plots)
     class_names = next((list(r.get("per_class_accuracy", {})) for r in results.values()), [])
     report = dict(
         title=f"affectflow rebuild: {cfg.dataset}",
@@ -96,12 +97,26 @@ def publish_report(cfg: Any, results: dict[str, dict], runs: dict[str, str], sta
                f"metrics on split `{cfg.split}`; fusion models: {', '.join(cfg.fusion)}; seed {cfg.seed}"],
     )
     # On disk the report links the PNGs beside it; in the UI the same report carries them inline.
-    path = write_text_atomic(dest / "report.md", R.render_markdown(**report))
+    path = write_text_atomic(dest / "report.md", f"{R.render_markdown(**report)}\n{audit_md}")
     write_text_atomic(dest / "metrics.json", json.dumps(results, indent=2, default=str))
     write_text_atomic(dest / "config.json", json.dumps(cfg.model_dump(mode="json"), indent=2))
-    _artifacts(cfg.dataset, R.render_markdown(**report, image_src=R.data_uri), results, class_names,
+    _artifacts(cfg.dataset, f"{R.render_markdown(**report, image_src=R.data_uri)}\n{audit_md}", results, class_names,
                quarantine, plots)
     return path
+
+
+def _audit(store: Path, dataset: str, features: str, png: Path, plots: dict[str, Path]) -> str:
+    """Markdown section: the audit (pipeline/audit.py) of the features the fusion models trained on."""
+    from pipeline.audit import audit_features, format_audit, plot_audit
+    from pipeline.errors import AffectflowError
+
+    try:
+        res = audit_features(store, dataset, features)
+    except AffectflowError as e:  # e.g. a smoke corpus with fewer training videos than folds
+        return f"## Feature audit ({features})\n\nnot run: {e}\n"
+    plots["feature audit"] = plot_audit(res, png, f"feature audit: {dataset}/{features}")
+    flagged = ", ".join(res["leaking"]) or "none"
+    return f"## Feature audit ({features})\n\n{format_audit(res)}\n\nleaking: {flagged}\n"
 
 
 def _artifacts(dataset: str, text: str, results: dict, class_names: list[str], quarantine: pd.DataFrame,

@@ -187,7 +187,10 @@ def local_mapper(workers: int | None = None, fn: str = DEFAULT_ITEM_FN) -> Mappe
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        from pipeline.procs import die_with_parent
+
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(run_item, items[i], cfg, keys[i], pdir, fn): i for i in todo}
             for f in as_completed(futures):
                 yield _guarded(futures[f], f.result)
@@ -299,7 +302,7 @@ def _kill_hook(phase: str, n_done: int) -> None:
 def extract_corpus(
     corpus_path: str | Path, *, store: str | Path, dataset: str, cfg: ExtractConfig | None = None,
     feature_set: str = "extracted", default_split: str = "train", mapper: Mapper | None = None,
-    max_error_rate: float = 1.0, text_cnn: bool = False, extra: dict | None = None,
+    max_error_rate: float = 1.0, text_cnn: bool = False, extra: dict | None = None, text_cnn_cross_fit: int = 0,
 ) -> ExtractSummary:
     """Extract every item of a corpus into ``store/dataset/feature_set`` (see the module docstring)."""
     from pipeline.corpus import load_corpus
@@ -360,11 +363,11 @@ def extract_corpus(
         write_quarantine(store, dataset, feature_set, quarantine)
         summary.path = str(path)
         if text_cnn:
-            from pipeline.text_cnn import TextCNNConfig, train_text_cnn
+            from pipeline.text_cnn import TextCNNConfig, produce_text_cnn
 
-            summary.text_cnn = train_text_cnn(TextCNNConfig(), store=store, dataset=dataset,
-                                              words_feature_set=f"{feature_set}.seq",
-                                              out_feature_set=f"{feature_set}.textcnn")
+            summary.text_cnn = produce_text_cnn(TextCNNConfig(cross_fit=text_cnn_cross_fit), store=store,
+                                                dataset=dataset, words_feature_set=f"{feature_set}.seq",
+                                                out_feature_set=f"{feature_set}.textcnn")
     summary.wall_seconds = time.perf_counter() - t0
     summary.realtime_factor = summary.media_seconds / summary.wall_seconds if summary.wall_seconds > 0 else 0.0
     return summary

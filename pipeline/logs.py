@@ -40,13 +40,19 @@ class TqdmHandler(logging.Handler):
             self.handleError(record)
 
 
-def to_terminal(level: int = logging.INFO) -> None:
-    """Print the pipeline's log lines on stderr (once per process), above the progress bars, and show
-    the bars when stderr is a terminal."""
-    _bars["on"] = True
+def to_terminal(on: bool = True, level: int = logging.INFO) -> None:
+    """Print the pipeline's log lines on stderr, above the progress bars, and show the bars when stderr
+    is a terminal; ``on=False`` undoes it (a quiet command after a chatty one in the same process)."""
+    _bars["on"] = on
     log = logging.getLogger(ROOT)
+    ours = [h for h in log.handlers if isinstance(h, TqdmHandler)]
+    if not on:
+        for h in ours:
+            log.removeHandler(h)
+        log.propagate = True
+        return
     log.setLevel(level)
-    if not any(isinstance(h, TqdmHandler) for h in log.handlers):
+    if not ours:
         handler = TqdmHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
         log.addHandler(handler)

@@ -45,6 +45,7 @@ class TextCNNConfig(StageConfig):
     weight_decay: float = 1e-4
     seed: int = 0
     device: Device = "auto"
+    cross_fit: int = Field(0, description="K >= 2: train rows' features from K fold models grouped by video")
 
     def train_config(self) -> TrainConfig:
         model = {"filters": self.filters, "kernel_sizes": list(self.kernel_sizes), "hidden": self.hidden,
@@ -149,3 +150,19 @@ def train_text_cnn(cfg: TextCNNConfig, *, store: str | Path, dataset: str, words
     path = write_feature_set(store, FeatureSet(meta, fs.segments, {"text": feats}, {"text": ~source.have}),
                              origin=f"text_cnn:{dataset}")
     return {"path": str(path), "run": str(run), **metrics}
+
+
+def produce_text_cnn(cfg: TextCNNConfig, *, store: str | Path, dataset: str, words_feature_set: str,
+                     out_feature_set: str) -> dict:
+    """:func:`train_text_cnn`, cross-fitted when ``cfg.cross_fit`` is K >= 2 (:mod:`pipeline.crossfit`)."""
+    from pipeline.crossfit import cross_fit_feature_set
+
+    res = train_text_cnn(cfg, store=store, dataset=dataset, words_feature_set=words_feature_set,
+                         out_feature_set=out_feature_set)
+    if cfg.cross_fit:
+        fold_cfg = cfg.model_copy(update={"cross_fit": 0})
+        cross_fit_feature_set(
+            store, dataset, words_feature_set, k=cfg.cross_fit, seed=cfg.seed, full=out_feature_set,
+            modality="text", produce_set=lambda st, src, out: train_text_cnn(
+                fold_cfg, store=st, dataset=dataset, words_feature_set=src, out_feature_set=out))
+    return {**res, "cross_fit": cfg.cross_fit}

@@ -27,6 +27,7 @@ from models.base import AffectModel
 from models.registry import get_model_class
 from pipeline.atomic import write_text_atomic
 from pipeline.checkpoint import HISTORY, RunInfo, class_path, save_run
+from pipeline.crossfit import warn_if_in_sample
 from pipeline.data import FeaturesArg, SplitTensors, TrainSource, device_of, iterate_batches, prepare_for
 from pipeline.errors import InputError, SplitError
 from pipeline.evaluate import flatten_outputs, metrics_from_outputs
@@ -220,6 +221,7 @@ def train(
     safetensors, config and versions: :func:`pipeline.checkpoint.save_run`)."""
     prep = prepared or prepare_for(cfg, store, dataset, features)
     mapping = {m: s.feature_set for m, s in prep.sources.items()}
+    warn_if_in_sample(store, dataset, list(mapping.values()))
     start = (f"train {cfg.model} on {dataset} {mapping} dims {prep.dims} classes {prep.n_classes} "
              f"seed {cfg.seed} device {cfg.device}")
     log.info(start)

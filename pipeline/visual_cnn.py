@@ -112,6 +112,7 @@ class C3DTrainConfig(StageConfig):
     cosine: bool = True  # cosine learning-rate decay to 0 over the epochs
     seed: int = 0
     device: Device = "auto"
+    cross_fit: int = Field(0, description="K >= 2: train rows' features from K fold models grouped by video")
 
 
 def crop_geometry(meta, modality: str) -> tuple[int, int]:  # noqa: ANN001 - FeatureSetMeta
@@ -223,3 +224,23 @@ def write_c3d_features(
         extra={"run": str(model_dir), "trained_on": f"{info.dataset}/{info.features}@{info.data_hash}"},
     )
     return write_feature_set(store, FeatureSet(meta, src.segments, {out_modality: out}, {out_modality: missing}))
+
+
+def produce_c3d_features(cfg: C3DTrainConfig, *, store: str | Path, dataset: str, feature_set: str,
+                         out_dir: str | Path) -> Path:
+    """:func:`train_c3d` then :func:`write_c3d_features`, cross-fitted when ``cfg.cross_fit`` is K >= 2
+    (:mod:`pipeline.crossfit`; fold models under ``out_dir/fold-*``)."""
+    from pipeline.crossfit import cross_fit_feature_set
+
+    def produce(st: Path, src: str, out: str, run_dir: Path, c: C3DTrainConfig) -> Path:
+        run = train_c3d(c.model_copy(update={"crops_feature_set": src}), store=st, dataset=dataset, out_dir=run_dir)
+        return write_c3d_features(run, store=st, dataset=dataset, crops_feature_set=src, feature_set=out,
+                                  modality=c.modality)
+
+    path = produce(Path(store), cfg.crops_feature_set, feature_set, Path(out_dir), cfg)
+    if cfg.cross_fit:
+        fold_cfg, n = cfg.model_copy(update={"cross_fit": 0}), iter(range(cfg.cross_fit))
+        path = cross_fit_feature_set(
+            store, dataset, cfg.crops_feature_set, k=cfg.cross_fit, seed=cfg.seed, full=feature_set,
+            modality="video", produce_set=lambda st, src, out: produce(st, src, out, Path(out_dir) / f"fold-{next(n)}", fold_cfg))
+    return path

@@ -17,6 +17,7 @@ from prefect_server import BIN, Rebuilt, describe, get_server, json_tail, run, s
 from pipeline import payload
 from pipeline.errors import InputError
 from pipeline.extractors.base import MediaItem, TimedFeatures
+from pipeline.store import read_meta
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +53,16 @@ def test_rebuild_learns_and_reports(rebuilt: Rebuilt) -> None:
     assert m["accuracy"] > m["majority_accuracy"] + 0.05, m  # it learns (honest-mosi valid)
     report = rebuilt.root / "runs" / "report"
     text = (report / "report.md").read_text()
-    for heading in ("## Dataset", "## Metrics", "## Per-class results", "## Quarantine"):
+    for heading in ("## Dataset", "## Metrics", "## Per-class results", "## Quarantine", "## Feature audit (ucln-context)"):
         assert heading in text
-    for png in ("argf-confusion", "argf-training", "argf-tsne", "argf-vertex-weights"):
+    # the default chain cross-fits its context features; the audit still flags the published text / video
+    # inputs' leak, which no cross-fitting downstream can remove
+    assert read_meta(rebuilt.root / "store" / "mosi" / "ucln-context.parquet").extra["cross_fit"]["k"] == 5
+    assert "leaking: text, video" in text
+    for png in ("feature-audit", "argf-confusion", "argf-training", "argf-tsne", "argf-vertex-weights"):
         data = (report / f"{png}.png").read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, png
-        assert (Path(first["runs"]["argf"]) / "plots" / f"{png}.png").is_file()
+        assert png == "feature-audit" or (Path(first["runs"]["argf"]) / "plots" / f"{png}.png").is_file()
 
 
 @pytest.mark.slow
@@ -83,7 +88,8 @@ def test_artifacts_published(rebuilt: Rebuilt, request: pytest.FixtureRequest) -
         assert key in arts, sorted(arts)
     # Plots travel inside the artifacts (the UI renders data: URIs); nothing points at this machine's files.
     assert not [k for k, (_, data) in arts.items() if "file://" in data]
-    assert arts["rebuild-report-mosi"][1].count("](data:image/png;base64,") == 4
+    # four plots of the ARGF run and the feature audit
+    assert arts["rebuild-report-mosi"][1].count("](data:image/png;base64,") == 5
     assert arts["plot-mosi-argf-t-sne"][0] == "markdown" and "](data:image/png;base64," in arts["plot-mosi-argf-t-sne"][1]
     assert arts["quarantine-mosi"] == ["markdown", "No items quarantined."]
 

@@ -1,4 +1,5 @@
-"""``affectflow export csd``: a stored feature set as CMU-MultimodalSDK computational sequences."""
+"""``affectflow export {csd,mmsa}``: a stored feature set as CMU-MultimodalSDK computational sequences, or
+as the aligned-data pickle MMSA's data loader reads."""
 
 from __future__ import annotations
 
@@ -20,6 +21,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     cs.add_argument("--modalities", nargs="+", help="only these modalities (default: all)")
     cs.set_defaults(func=_csd)
 
+    mm = esub.add_parser(
+        "mmsa", help="MMSA's aligned-data pickle (train/valid/test: text, audio, vision, id, raw_text, labels)",
+        description="Write a feature set (or text=A,audio=B,video=C) as the pickle MMSA's data loader reads "
+        "(custom_feature / featurePath). One step per utterance; missing cells are written as zeros.",
+    )
+    mm.add_argument("--store", required=True, help="store directory")
+    mm.add_argument("--dataset", required=True, help="dataset name")
+    mm.add_argument("--features", help="feature set, or text=A,audio=B,video=C (default: the dataset's own)")
+    mm.add_argument("--out", required=True, help="output .pkl file")
+    mm.set_defaults(func=_mmsa)
+
 
 def _csd(args: argparse.Namespace) -> int:
     from pipeline.importers.csd import export_csd
@@ -28,4 +40,15 @@ def _csd(args: argparse.Namespace) -> int:
         store=args.store, dataset=args.dataset, feature_set=args.feature_set, out=args.out, modalities=args.modalities
     ):
         print(f"wrote {path}")
+    return 0
+
+
+def _mmsa(args: argparse.Namespace) -> int:
+    from affectflow.commands._trainargs import parse_features
+    from pipeline.importers.mmsa import export_mmsa
+
+    path, n_missing = export_mmsa(args.store, args.dataset, args.out, parse_features(args.features))
+    if n_missing:
+        print(f"note: {n_missing} missing (segment, modality) cells written as zeros (MMSA has no missing marker)")
+    print(f"wrote {path}")
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from pipeline.crossfit import CROSS_FIT_DEFAULT, check_cross_fit
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("extract", help="extract aligned text/audio/visual features of a corpus into the store")
@@ -17,6 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="split of rows whose manifest has none")
     p.add_argument("--text-cnn", action="store_true",
                    help="then train the text-CNN on the TRAIN labels and write <feature-set>.textcnn")
+    p.add_argument("--cross-fit", type=int, default=CROSS_FIT_DEFAULT, metavar="K",
+                   help="text-CNN: training rows' features from K fold models grouped by video "
+                        f"(default {CROSS_FIT_DEFAULT}; 0 = in-sample, which leaks the training labels)")
     p.add_argument("--workers", type=int, default=None, choices=range(1, 257), metavar="N",
                    help="worker processes (default: one per available core)")
     p.add_argument("--no-progress", action="store_true", help="no per-video lines or progress bars")
@@ -29,12 +34,12 @@ def _run(args: argparse.Namespace) -> int:
     from pipeline.extract import load_config
     from pipeline.logs import to_terminal
 
-    if not args.no_progress:
-        to_terminal()  # one line per video (+ a progress bar on a terminal)
+    to_terminal(not args.no_progress)  # one line per video (+ a progress bar on a terminal)
+    check_cross_fit(args.cross_fit)
     cfg = load_config(args.config)
     summary = extract_corpus(args.corpus, store=args.store, dataset=args.dataset, cfg=cfg,
                              feature_set=args.feature_set,
                              default_split=args.default_split, mapper=local_mapper(args.workers),
-                             text_cnn=args.text_cnn)
+                             text_cnn=args.text_cnn, text_cnn_cross_fit=args.cross_fit)
     print(json.dumps(summary.model_dump(), indent=2) if args.json else summary.format())
     return 0

@@ -1,4 +1,4 @@
-"""``affectflow import {pickle,csd,table,default}``: bring published features into a feature store."""
+"""``affectflow import {pickle,csd,table,mmsa,default}``: bring published features into a feature store."""
 
 from __future__ import annotations
 
@@ -41,6 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     tb.add_argument("--split-column", default="split", help="segments-table column holding the split (default: split)")
     tb.add_argument("--modalities", nargs="+", help="only these arrays/columns (default: every [N, D] numeric one)")
     tb.set_defaults(func=_table)
+
+    mm = isub.add_parser("mmsa", help="MMSA's aligned-data pickle, loaded with the restricted unpickler")
+    mm.add_argument("path", help="the .pkl file (train/valid/test dicts of text/audio/vision, id, labels)")
+    _common(mm, feature_set="mmsa")
+    mm.set_defaults(func=_mmsa)
 
     df = isub.add_parser("default", help="the embedded default dataset (data/mosi: bc-LSTM raw features, honest-mosi)")
     df.add_argument("--store", required=True, help="store directory")
@@ -97,6 +102,13 @@ def _table(args: argparse.Namespace) -> int:
         split_column=args.split_column, modalities=args.modalities,
     )
     return _report([path], args.store)
+
+
+def _mmsa(args: argparse.Namespace) -> int:
+    from pipeline.importers.mmsa import import_mmsa
+
+    return _report([import_mmsa(args.path, store=args.store, dataset=args.dataset, feature_set=args.feature_set)],
+                   args.store)
 
 
 def _default(args: argparse.Namespace) -> int:

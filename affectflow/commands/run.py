@@ -68,7 +68,11 @@ def config_from_args(args: argparse.Namespace) -> RebuildConfig:
         except OSError as e:
             raise InputError(f"no Dask scheduler reachable at {orch.dask_address} ({e})") from e
     values["orchestration"] = orch
-    return build(RebuildConfig, {"corpus": args.corpus, **values}, "run options")
+    cfg = build(RebuildConfig, {"corpus": args.corpus, **values}, "run options")
+    from pipeline.crossfit import check_cross_fit
+
+    check_cross_fit(cfg.cross_fit)
+    return cfg
 
 
 def _plan(cfg: RebuildConfig) -> int:

@@ -77,20 +77,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_train_args(p)
     p.add_argument("--out", required=True, help="run directory to write (per modality for ucln)")
     p.add_argument("--write-context", metavar="NAME", help="per-modality models (ucln): write the context features as feature set NAME")
+    p.add_argument("--cross-fit", type=int, default=0, metavar="K",
+                   help="ucln --write-context: training rows' context from K fold UCLNs grouped by video "
+                        "(0, the default here: in-sample; training on it then warns)")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     p.set_defaults(func=_train)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from models.registry import list_models
+    from models.registry import get_model_class, list_models
     from pipeline.context import train_runs
 
     if args.model not in list_models():
         raise InputError(f"unknown model {args.model!r}; registered: {list_models()}")
+    from pipeline.crossfit import check_cross_fit
+
+    check_cross_fit(args.cross_fit)
+    cfg = build_config(args)
+    if args.cross_fit and not get_model_class(cfg.model).per_modality:
+        raise InputError("--write-context / --cross-fit are for per-modality context models (ucln)")
     progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-    runs = train_runs(build_config(args), store=args.store, dataset=args.dataset,
-                      features=parse_features(args.features), out_dir=args.out,
-                      write_context=args.write_context, progress=progress)
+    runs = train_runs(cfg, store=args.store, dataset=args.dataset, features=parse_features(args.features),
+                      out_dir=args.out, write_context=args.write_context, progress=progress,
+                      cross_fit=args.cross_fit)
     for name, run in runs.items():
         print(run if name == "run" else f"{name}\t{run}")
     return 0
