@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 
 from pipeline.align import align_to_segments
+from pipeline.checkpoint import read_history, read_run_info
 from pipeline.extractors.base import MediaItem
 from pipeline.extractors.c3d_crops import FaceCropsConfig
 from pipeline.extractors.face import FaceTrackConfig
@@ -138,8 +139,9 @@ def main() -> None:
                 t1 = time.perf_counter()
                 run = train_c3d(C3DTrainConfig(crops_feature_set=f"crops-{protocol}", epochs=args.epochs, seed=seed),
                                 store=tmp, dataset="mead", out_dir=Path(tmp) / f"c3d-{protocol}-{seed}")
-                hist = json.loads((run / "c3d.json").read_text())["history"]
-                accs.append({"seed": seed, "final_train_acc": hist[-1]["train_acc"], "final_valid_acc": hist[-1]["valid_acc"],
+                hist, info = read_history(run), read_run_info(run)
+                accs.append({"seed": seed, "best_epoch": info.best_epoch, "best_valid_acc": info.best_valid.get("accuracy"),
+                             "final_valid_acc": hist[-1]["valid_accuracy"],
                              "first_loss": hist[0]["train_loss"], "final_loss": hist[-1]["train_loss"],
                              "train_s": round(time.perf_counter() - t1, 1)})
                 print(protocol, accs[-1], flush=True)
@@ -148,7 +150,7 @@ def main() -> None:
             counts = segs["split"].value_counts().to_dict()
             results[protocol] = {"segments": counts, "classes": len(names), "chance": 1 / len(names),
                                  "crops_s": round(t_crops, 1), "runs": accs,
-                                 "mean_valid_acc": float(np.mean([a["final_valid_acc"] for a in accs]))}
+                                 "mean_valid_acc": float(np.mean([a["best_valid_acc"] for a in accs]))}
     results["args"] = {k: str(v) for k, v in vars(args).items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1))

@@ -21,17 +21,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlparse
 
 from prefect import task
 from prefect.serializers import JSONSerializer
 from prefect.tasks import exponential_backoff
-from pydantic import Field, field_validator, model_validator
 
+from flows.config import OrchestrationConfig
 from flows.ui import route_pipeline_logs
 from pipeline.engine import DEFAULT_ITEM_FN, payload_dir, run_item
-from pipeline.engine import code_version as code_version  # re-exported: flows.rebuild keys its stages with it
 from pipeline.errors import AffectflowError, InputError
 from pipeline.provenance import StageConfig
 
@@ -39,49 +38,6 @@ route_pipeline_logs()  # every flow imports this module: the pipeline's log line
 
 # JSON results with no object hooks: a tampered result file can at worst fail to parse.
 SAFE_JSON = JSONSerializer(object_encoder=None, object_decoder=None)
-
-# Transports a Dask scheduler listens on (distributed.comm).
-DASK_SCHEMES = ("tcp", "tls", "ucx", "ws", "wss")
-
-class OrchestrationConfig(StageConfig):
-    """How a flow runs its tasks; saved with the run like every other config."""
-
-    task_runner: Literal["threads", "dask"] = "threads"
-    max_workers: int = Field(2, ge=1, description="threads for the thread runner")
-    dask_workers: int = Field(2, ge=1, description="LocalCluster workers when no dask_address is given")
-    dask_address: str | None = Field(None, description="scheduler of an existing (multi-node) Dask cluster")
-    retries: int = Field(2, ge=0)
-    retry_backoff_s: float = Field(1.0, ge=0, description="first retry delay; doubles each retry")
-    max_error_rate: float = Field(0.5, ge=0, le=1, description="fail the flow above this share of failed items")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _address_implies_dask(cls, data: Any) -> Any:
-        # {"dask_address": ...} alone (a deployment parameter, `--dask-address`) means "run on that cluster".
-        if isinstance(data, dict) and data.get("dask_address") and "task_runner" not in data:
-            return {**data, "task_runner": "dask"}
-        return data
-
-    @field_validator("dask_address")
-    @classmethod
-    def _scheduler_address(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        try:
-            url = urlparse(v)
-            ok = url.scheme in DASK_SCHEMES and bool(url.hostname) and url.port is not None
-        except ValueError:  # a port that is not a number
-            ok = False
-        if not ok:
-            raise ValueError(f"{v!r} is not a Dask scheduler address such as tcp://HOST:8786")
-        return v
-
-    @model_validator(mode="after")
-    def _address_needs_dask(self) -> OrchestrationConfig:
-        if self.dask_address and self.task_runner != "dask":
-            raise ValueError(f"dask_address needs task_runner 'dask', not {self.task_runner!r}")
-        return self
-
 
 def make_task_runner(cfg: OrchestrationConfig):
     """Threads by default; Dask (``prefect-dask``) for a local 2-worker cluster or a remote scheduler."""
@@ -161,8 +117,8 @@ def _cache_key(context, parameters: dict[str, Any]) -> str:  # noqa: ARG001
     cache_key_fn=_cache_key,
     persist_result=True,
     result_serializer=SAFE_JSON,
-    retries=2,
-    retry_delay_seconds=exponential_backoff(backoff_factor=1.0),
+    retries=OrchestrationConfig().retries,  # the run's own policy is set by extract_video_task
+    retry_delay_seconds=exponential_backoff(backoff_factor=OrchestrationConfig().retry_backoff_s),
     retry_jitter_factor=0.5,
     retry_condition_fn=is_transient,
 )

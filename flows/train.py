@@ -18,19 +18,13 @@ route_pipeline_logs()
 @task(name="train-run", task_run_name="train-{config[model]}", retries=0)
 def train_task(config: dict, store: str, dataset: str, features: str | dict | None, out_dir: str,
                write_context: str | None = None) -> dict[str, str]:
-    from models.registry import get_model_class
-    from pipeline.train import TrainConfig, train
+    from pipeline.context import train_runs
+    from pipeline.train import TrainConfig
 
-    cfg = TrainConfig(**config)
     # progress=None: the trainer's own `affectflow.train` lines already reach this run's logs.
-    cls = get_model_class(cfg.model)
-    if cls.input_kind == "video" and "modality" in cls.Config.model_fields:
-        from pipeline.context import train_ucln_per_modality
-
-        runs = train_ucln_per_modality(cfg, store=store, dataset=dataset, features=features, out_dir=out_dir,
-                                       write_context=write_context, progress=None)
-        return {m: str(p) for m, p in runs.items()}
-    return {"run": str(train(cfg, store=store, dataset=dataset, features=features, out_dir=out_dir, progress=None))}
+    runs = train_runs(TrainConfig(**config), store=store, dataset=dataset, features=features, out_dir=out_dir,
+                      write_context=write_context, progress=None)
+    return {name: str(p) for name, p in runs.items()}
 
 
 @flow(name="train_model", flow_run_name=run_name("train"), log_prints=True)

@@ -1,8 +1,7 @@
 """Small pieces shared by the zoo models (MFM, Auto-Fusion, GAN-Fusion, CyIN); not a model module.
 
-* :func:`present` / :func:`drop_modalities`: how ``Batch.present`` is read, and the training-time
-  simulation of missing modalities (per sample, at least one modality always kept: the same protocol
-  as :mod:`pipeline.robustness`).
+* :func:`present` / :func:`drop_modalities`: thin names for :meth:`Batch.presence` and the one
+  missing-modality protocol (:func:`models.modalities.keep_mask`, also used by ARGF and robustness).
 * :func:`mlp`, :func:`mmd_to_normal`, :func:`kl_normal`.
 """
 
@@ -16,29 +15,12 @@ from models.base import Batch
 
 def present(batch: Batch, m: str) -> Tensor:
     """``[B]`` float, 1 where modality ``m`` is present (all ones when the batch does not say)."""
-    p = batch.present.get(m)
-    if p is None:
-        return torch.ones(batch.size, device=batch.y.device)
-    return p.to(torch.float32)
+    return batch.presence(m)
 
 
 def drop_modalities(batch: Batch, modalities: list[str], rate: float, generator: torch.Generator | None = None) -> Batch:
-    """A copy of ``batch`` where each (sample, modality) is additionally missing with probability
-    ``rate``; a sample that would lose every modality keeps one, chosen uniformly among those it had.
-    Dropped inputs are zeroed, like a missing modality in the store."""
-    if rate <= 0:
-        return batch
-    n, k = batch.size, len(modalities)
-    had = torch.stack([present(batch, m) > 0 for m in modalities], dim=1)  # [B, M]
-    keep = had & (torch.rand(n, k, generator=generator) >= rate)
-    empty = ~keep.any(1) & had.any(1)
-    if empty.any():
-        # Pick one of the originally present modalities (uniform) for the emptied rows.
-        scores = torch.rand(n, k, generator=generator) + had.float()
-        keep[empty, scores[empty].argmax(1)] = True
-    x = {m: batch.x[m] * keep[:, i : i + 1].to(batch.x[m].dtype) for i, m in enumerate(modalities)}
-    pres = {m: keep[:, i] for i, m in enumerate(modalities)}
-    return Batch(x, batch.y, pres, batch.mask, batch.score)
+    """Training-time modality dropout: the one protocol of :mod:`models.modalities` (at least one kept)."""
+    return batch.drop_modalities(modalities, rate, generator)
 
 
 def mlp(sizes: list[int], act: type[nn.Module] = nn.LeakyReLU, dropout: float = 0.0, last_act: nn.Module | None = None) -> nn.Sequential:

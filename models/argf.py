@@ -162,10 +162,7 @@ class ARGF(AffectModel):
 
     # ------------------------------------------------------------------ forward
     def _present(self, batch: Batch, m: str) -> Tensor:
-        p = batch.present.get(m)
-        if p is None:
-            return torch.ones(batch.size, device=batch.y.device)
-        return p.to(torch.float32)
+        return batch.presence(m)
 
     def _perturb(self, x: Tensor) -> Tensor:
         """Input noise / feature dropout, in training mode only (``input_noise``, ``input_dropout``)."""
@@ -317,19 +314,11 @@ class ARGF(AffectModel):
         return self._update(self.loss(batch, self.fuse(codes)), opt)
 
     def drop_modalities(self, batch: Batch) -> Batch:
-        """``modality_dropout``: the batch with random modalities marked missing per sample (training only)."""
-        p = self.cfg.modality_dropout
-        if p <= 0 or not self.training:
+        """``modality_dropout``: random modalities marked missing per sample (training only), with the
+        one missing-modality protocol (:func:`models.modalities.keep_mask`)."""
+        if not self.training:
             return batch
-        had = torch.stack([self._present(batch, m) > 0 for m in self.modalities], dim=1)
-        keep = had & (torch.rand(had.shape, device=had.device) >= p)
-        # A sample that lost every modality it had gets one of them back, chosen uniformly.
-        lost = ~keep.any(dim=1) & had.any(dim=1)
-        if lost.any():
-            back = torch.multinomial(had[lost].float(), 1).squeeze(1)
-            keep[lost.nonzero().squeeze(1), back] = True
-        present = {m: keep[:, i] for i, m in enumerate(self.modalities)}
-        return Batch(batch.x, batch.y, present, batch.mask, batch.score)
+        return batch.drop_modalities(self.modalities, self.cfg.modality_dropout)
 
     def training_step(self, batch: Batch, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
         batch = self.drop_modalities(batch)

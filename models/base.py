@@ -15,7 +15,19 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
-MODALITIES = ("text", "audio", "video")
+from models.modalities import MODALITIES, keep_mask, ordered
+
+__all__ = ["MODALITIES", "AffectModel", "Batch", "ModelConfig", "resolve_device"]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cpu`` / ``cuda`` as given (``cuda`` without a GPU is an
+    error the caller reports)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but torch sees no CUDA device")
+    return torch.device(name)
 
 
 class ModelConfig(BaseModel):
@@ -57,6 +69,36 @@ class Batch:
     def size(self) -> int:
         return int(self.y.shape[0])
 
+    def presence(self, m: str) -> Tensor:
+        """Float ``[B]`` (or ``[B, U]``), 1 where modality ``m`` is present (all ones when not said)."""
+        p = self.present.get(m)
+        if p is None:
+            return torch.ones(self.y.shape, device=self.y.device)
+        return p.to(torch.float32)
+
+    def had(self, modalities: list[str]) -> Tensor:
+        """bool ``[..., M]``: which modalities each real sample has (video padding counts as absent)."""
+        cols = [self.presence(m) > 0 for m in modalities]
+        had = torch.stack(cols, dim=-1)
+        return had & self.mask.bool().unsqueeze(-1) if self.mask is not None else had
+
+    def with_kept(self, modalities: list[str], keep: Tensor) -> Batch:
+        """This batch with modality i missing wherever ``keep[..., i]`` is False, presented as the store
+        presents a missing modality: input zeroed (``where``, so a NaN cell cannot leak), present False."""
+        keep = keep.bool() & self.had(modalities)
+        x, pres = dict(self.x), dict(self.present)
+        for i, m in enumerate(modalities):
+            k = keep[..., i]
+            x[m] = torch.where(k.unsqueeze(-1), self.x[m], torch.zeros_like(self.x[m]))
+            pres[m] = k
+        return Batch(x, self.y, pres, self.mask, self.score)
+
+    def drop_modalities(self, modalities: list[str], rate: float, generator: torch.Generator | None = None) -> Batch:
+        """Training-time modality dropout with the one missing-modality protocol (:func:`keep_mask`)."""
+        if rate <= 0:
+            return self
+        return self.with_kept(modalities, keep_mask(self.had(modalities), rate, generator))
+
 
 class AffectModel(nn.Module):
     """Base class. Subclasses set ``Config`` and implement ``forward`` (returning at least ``logits``)."""
@@ -66,12 +108,14 @@ class AffectModel(nn.Module):
     input_kind: ClassVar[Literal["utterance", "video"]] = "utterance"
     # How a missing modality is presented to the model: "zeros", "learned", "reconstruct", ...
     missing_policy: ClassVar[str] = "zeros"
+    # Trained once per modality, each run alone on its modality (context networks such as UCLN).
+    per_modality: ClassVar[bool] = False
 
     def __init__(self, cfg: ModelConfig, *, dims: dict[str, int], n_classes: int) -> None:
         super().__init__()
         self.cfg = cfg
         self.dims = dict(dims)
-        self.modalities = [m for m in MODALITIES if m in dims] + [m for m in dims if m not in MODALITIES]
+        self.modalities = ordered(dims)
         self.n_classes = n_classes
 
     # ---- what every model provides
@@ -88,6 +132,10 @@ class AffectModel(nn.Module):
 
     def make_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"all": torch.optim.Adam(self.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)}
+
+    def make_schedulers(self, optimizers: dict[str, torch.optim.Optimizer], epochs: int) -> list:
+        """Learning-rate schedulers the trainer steps once per epoch (none by default)."""
+        return []
 
     def training_step(self, batch: Batch, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
         """One update on one batch; returns the scalar losses to log."""

@@ -26,6 +26,8 @@ class C3DConfig(ModelConfig):
     widths: tuple[int, int, int, int] = (16, 32, 64, 96)
     feature_dim: int = Field(100, ge=2)
     dropout: float = Field(0.3, ge=0, lt=1)
+    augment: bool = True  # random horizontal flip + 2-pixel shift per batch: tiny corpora overfit fast
+    cosine: bool = True  # cosine learning-rate decay to 0 over the trainer's epochs
 
 
 def _block(cin: int, cout: int, pool: tuple[int, int, int]) -> nn.Sequential:
@@ -40,6 +42,7 @@ def _block(cin: int, cout: int, pool: tuple[int, int, int]) -> nn.Sequential:
 @register_model("c3d")
 class C3D(AffectModel):
     Config = C3DConfig
+    cfg: C3DConfig
     input_kind = "utterance"
     missing_policy = "rows without crops are not fed (the feature writer leaves them missing)"
     search_space: ClassVar[dict[str, list | tuple]] = {
@@ -52,8 +55,11 @@ class C3D(AffectModel):
     def __init__(self, cfg: C3DConfig, *, dims: dict[str, int], n_classes: int) -> None:
         super().__init__(cfg, dims=dims, n_classes=n_classes)
         expect = cfg.clip_len * cfg.crop_size**2
-        if dims.get("video", expect) != expect:
-            raise ValueError(f"C3D expects video dim {expect} (= {cfg.clip_len}x{cfg.crop_size}^2), got {dims['video']}")
+        if len(dims) != 1:
+            raise ValueError(f"C3D reads one crops modality, got {sorted(dims)}")
+        self.modality = self.modalities[0]  # "video", or the driver's crops column (e.g. video_crops)
+        if dims[self.modality] != expect:
+            raise ValueError(f"C3D expects {self.modality} dim {expect} (= {cfg.clip_len}x{cfg.crop_size}^2), got {dims[self.modality]}")
         w = cfg.widths
         self.features = nn.Sequential(
             _block(1, w[0], (1, 2, 2)),
@@ -76,8 +82,24 @@ class C3D(AffectModel):
         return (x - 0.5) * 4.0  # [0, 1] pixels -> roughly unit scale for the first conv
 
     def forward(self, batch: Batch) -> dict[str, Tensor]:
-        emb = self.embed(self.features(self.clips(batch.x["video"])))
+        emb = self.embed(self.features(self.clips(batch.x[self.modality])))
         return {"logits": self.head(emb), "embedding": emb}
+
+    def make_schedulers(self, optimizers: dict[str, torch.optim.Optimizer], epochs: int) -> list:
+        if not self.cfg.cosine:
+            return []
+        return [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=epochs) for o in optimizers.values()]
+
+    def training_step(self, batch: Batch, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, float]:
+        if self.cfg.augment:
+            c = self.cfg
+            x = batch.x[self.modality].reshape(-1, 1, c.clip_len, c.crop_size, c.crop_size)  # still pixels
+            flip = torch.rand(x.shape[0], device=x.device) < 0.5
+            x = torch.where(flip[:, None, None, None, None], x.flip(-1), x)
+            dx, dy = (int(v) for v in torch.randint(-2, 3, (2,)))
+            x = torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+            batch = Batch({**batch.x, self.modality: x}, batch.y, batch.present, batch.mask, batch.score)
+        return super().training_step(batch, optimizers)
 
     @torch.no_grad()
     def embed_clips(self, x: Tensor) -> Tensor:

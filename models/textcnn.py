@@ -8,7 +8,11 @@ fully-connected ``hidden`` layer (ReLU) = the feature -> dropout -> logits.
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 from torch import nn
+
+from models.base import AffectModel, Batch, ModelConfig
+from models.registry import register_model
 
 
 class TextCNN(nn.Module):
@@ -43,3 +47,36 @@ def pad_sequences(seqs: list[torch.Tensor], max_len: int) -> tuple[torch.Tensor,
     for i, s in enumerate(seqs):
         out[i, : min(len(s), max_len)] = s[:max_len]
     return out, lengths
+
+
+LENGTHS = "lengths"  # Batch.x key of the word counts [B] beside the padded word vectors [B, T, D]
+
+
+class TextCNNConfig(ModelConfig):
+    filters: int = Field(50, ge=1)
+    kernel_sizes: tuple[int, ...] = (3, 4, 5)
+    hidden: int = Field(100, ge=1)
+    dropout: float = Field(0.5, ge=0, lt=1)
+
+
+@register_model("textcnn")
+class TextCNNModel(AffectModel):
+    """:class:`TextCNN` behind the one model interface, so the one trainer fits it. Reads its single
+    modality as ``[B, T, D]`` zero-padded word vectors with ``x["lengths"]``; ``embedding`` is the
+    penultimate layer (the feature written to the store)."""
+
+    Config = TextCNNConfig
+    missing_policy = "rows without words are not fed (the feature writer leaves them missing)"
+    cfg: TextCNNConfig
+
+    def __init__(self, cfg: TextCNNConfig, *, dims: dict[str, int], n_classes: int) -> None:
+        super().__init__(cfg, dims=dims, n_classes=n_classes)
+        if len(dims) != 1:
+            raise ValueError(f"the text-CNN reads one word-sequence modality, got {sorted(dims)}")
+        self.modality = self.modalities[0]
+        self.net = TextCNN(dims[self.modality], n_classes, filters=cfg.filters, kernel_sizes=cfg.kernel_sizes,
+                           hidden=cfg.hidden, dropout=cfg.dropout)
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        emb = self.net.features(batch.x[self.modality], batch.x[LENGTHS])
+        return {"logits": self.net.out(self.net.drop(emb)), "embedding": emb}

@@ -40,6 +40,7 @@ class UCLNConfig(ModelConfig):
 class UCLN(AffectModel):
     Config = UCLNConfig
     input_kind = "video"
+    per_modality = True  # one UCLN per modality (its `modality` field), as ARGF's first stage
     missing_policy = "zeros"
     search_space: ClassVar[dict[str, list | tuple]] = {
         "cell": ["lstm", "gru"],

@@ -69,6 +69,7 @@ class RunInfo(BaseModel):
     wall_s: float = 0.0
     peak_rss_mb: float = 0.0
     n_parameters: int = 0
+    device: str = "cpu"  # where it was trained (the config may say "auto")
     created_at: str = ""
 
 

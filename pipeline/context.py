@@ -16,20 +16,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from models.registry import get_model_class
 from pipeline.checkpoint import load_run
 from pipeline.crossfit import HELDOUT_DEFAULT, Heldout, cross_fit, fold_prepared, relabel
 from pipeline.data import (
     FeaturesArg,
     PreparedData,
-    prepare,
+    align_rows,
     prepare_from_run,
     resolve_features,
     split_tensors,
+    take_aligned,
 )
 from pipeline.errors import InputError
 from pipeline.provenance import hash_json
@@ -119,11 +122,7 @@ def write_context_features(
             raise InputError(f"two UCLN runs for modality {m!r}")
         if ref is None:
             ref = seg
-        else:  # align this run's rows to the reference rows by segment id
-            pos = pd.Series(np.arange(len(seg)), index=seg["segment_id"].to_numpy()).reindex(ref["segment_id"].to_numpy())
-            ok = pos.notna().to_numpy()
-            idx = np.where(ok, pos.fillna(0).to_numpy(), 0).astype(int)
-            ctx, miss = np.where(ok[:, None], ctx[idx], 0).astype(np.float32), ~ok | miss[idx]
+        ctx, miss = take_aligned(ctx, miss, *align_rows(ref, seg))  # this run's rows on the reference rows
         feats[m], missing[m], lineage[m] = ctx, miss, lin
         specs[m] = ModalitySpec(kind="vector", dim=ctx.shape[1], description=f"UCLN context of {m} ({lin['source']['feature_set']})")
     assert ref is not None
@@ -161,13 +160,23 @@ def train_ucln_per_modality(
     mods = cfg.modalities or list(mapping)
     runs: dict[str, Path] = {}
     for m in mods:
-        mcfg = cfg.model_copy(update={"model_cfg": {**cfg.model_cfg, "modality": m}, "modalities": [m]})
-        mcfg = TrainConfig(**mcfg.model_dump())  # re-validate (and re-hash) the per-modality config
-        prep = prepare(store, dataset, mapping, modalities=[m], label_kind=mcfg.label, standardize=mcfg.standardize)
-        runs[m] = train(mcfg, store=store, dataset=dataset, features=mapping, out_dir=Path(out_dir) / m,
-                        progress=progress, prepared=prep)
+        runs[m] = train(cfg.per_modality(m), store=store, dataset=dataset, features=mapping,
+                        out_dir=Path(out_dir) / m, progress=progress)
     if write_context:
         path = write_context_features(runs, store=store, dataset=dataset, feature_set=write_context, cross_fit=cross_fit)
         if progress:
             progress(f"context features -> {path}")
     return runs
+
+
+def train_runs(cfg: TrainConfig, *, write_context: str | None = None, **kw: Any) -> dict[str, Path]:
+    """The one place that decides per-modality training: a model class that declares ``per_modality``
+    (UCLN) trains one run per modality (``{modality: run}``, optional context features); any other model
+    one run (``{"run": out_dir}``). ``kw``: :func:`train_ucln_per_modality`'s. Used by ``affectflow train``
+    and the ``train_model`` flow."""
+    if get_model_class(cfg.model).per_modality:
+        return train_ucln_per_modality(cfg, write_context=write_context, **kw)
+    if write_context:
+        raise InputError(f"--write-context / --cross-fit are for per-modality context models (ucln), not {cfg.model!r}")
+    kw.pop("cross_fit", None)  # a context-feature option: a single run has no context features
+    return {"run": train(cfg, **kw)}

@@ -15,21 +15,21 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import pandas as pd
 import torch
 from pydantic import BaseModel
 
-from models.base import MODALITIES, Batch
+from models.base import Batch, resolve_device
+from models.modalities import ordered
 from pipeline.errors import InputError, SplitError, StoreError
 from pipeline.provenance import hash_json
 from pipeline.store import SPLITS, feature_set_path, list_feature_sets, read_feature_set, read_meta
+from pipeline.train_config import LabelKind, StandardizeMode
 
 FeaturesArg = str | Mapping[str, str] | None
-LabelKind = Literal["auto", "bin", "class"]
-StandardizeMode = Literal["auto", "zscore", "none"]
 BINARY_CLASS_NAMES = ("negative", "positive")  # label_bin 0 / 1
 _STD_FLOOR = 1e-6
 
@@ -73,16 +73,12 @@ class JoinedData:
         return [s for s in SPLITS if (self.segments["split"] == s).any()]
 
 
-def _ordered(mods: list[str]) -> list[str]:
-    return [m for m in MODALITIES if m in mods] + sorted(m for m in mods if m not in MODALITIES)
-
-
 def resolve_features(store: str | Path, dataset: str, features: FeaturesArg) -> dict[str, str]:
     """Modality -> feature set. ``None``: the dataset's own (its only imported feature set)."""
     if isinstance(features, Mapping):
         if not features:
             raise InputError("empty features mapping")
-        return {m: features[m] for m in _ordered(list(features))}
+        return {m: features[m] for m in ordered(list(features))}
     if features is None:
         metas = [meta for p, meta in list_feature_sets(store) if p.parent.name == dataset]
         own = [m for m in metas if not isinstance(m, StoreError) and m.producer.kind == "importer"]
@@ -96,7 +92,7 @@ def resolve_features(store: str | Path, dataset: str, features: FeaturesArg) -> 
     if not path.is_file():
         raise StoreError(f"no feature set {features!r} for dataset {dataset!r}", path=path)
     meta = read_meta(path)
-    return {m: features for m in _ordered(list(meta.modalities))}
+    return {m: features for m in ordered(list(meta.modalities))}
 
 
 def _pool(values: np.ndarray | list, dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -111,6 +107,27 @@ def _pool(values: np.ndarray | list, dim: int) -> tuple[np.ndarray, np.ndarray]:
     return out, missing
 
 
+def device_of(name: str) -> torch.device:
+    """The torch device of a ``--device`` value (auto, cpu, cuda); an unavailable CUDA is an input error."""
+    try:
+        return resolve_device(name)
+    except ValueError as e:
+        raise InputError(str(e)) from e
+
+
+def align_rows(ref: pd.DataFrame, seg: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The segment_id join: for each reference row, its row in ``seg`` (0 where absent) and whether
+    ``seg`` has it. The one place rows of two tables are matched (feature sets, context runs)."""
+    pos = pd.Series(np.arange(len(seg)), index=seg["segment_id"].to_numpy()).reindex(ref["segment_id"].to_numpy())
+    ok = pos.notna().to_numpy()
+    return np.where(ok, pos.fillna(0).to_numpy(), 0).astype(int), ok
+
+
+def take_aligned(arr: np.ndarray, missing: np.ndarray, idx: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``[N, D]`` float32 values and missing flags on the reference rows; an absent row is missing (zeros)."""
+    return np.where(ok[:, None], np.asarray(arr)[idx], 0.0).astype(np.float32), ~ok | missing[idx]
+
+
 def load_joined(
     store: str | Path, dataset: str, features: FeaturesArg, modalities: list[str] | None = None
 ) -> JoinedData:
@@ -120,7 +137,7 @@ def load_joined(
         absent = [m for m in modalities if m not in mapping]
         if absent:
             raise InputError(f"modalities {absent} not in features {mapping}")
-        mapping = {m: mapping[m] for m in _ordered(list(modalities))}
+        mapping = {m: mapping[m] for m in ordered(list(modalities))}
     by_set: dict[str, list[str]] = {}
     for m, fs in mapping.items():
         by_set.setdefault(fs, []).append(m)
@@ -139,26 +156,15 @@ def load_joined(
         seg = fs.segments.reset_index(drop=True)
         if ref is None:
             ref = seg
-            pos = np.arange(len(seg))
-        else:
-            index = pd.Series(np.arange(len(seg)), index=seg["segment_id"].to_numpy())
-            pos = index.reindex(ref["segment_id"].to_numpy()).to_numpy()
-            shared = ~np.isnan(pos)
-            if not shared.any():
-                raise InputError(f"feature sets {list(by_set)} share no segment ids")
-            theirs = seg["split"].to_numpy()[pos[shared].astype(int)]
-            if (theirs != ref["split"].to_numpy()[shared]).any():
-                raise InputError(f"feature set {fs_name!r} assigns different splits to the same segments")
+        idx, ok = align_rows(ref, seg)
+        if not ok.any():
+            raise InputError(f"feature sets {list(by_set)} share no segment ids")
+        if (seg["split"].to_numpy()[idx[ok]] != ref["split"].to_numpy()[ok]).any():
+            raise InputError(f"feature set {fs_name!r} assigns different splits to the same segments")
         for m in mods:
             spec = fs.meta.modalities[m]
             arr, miss = (fs.features[m], fs.missing[m]) if spec.kind == "vector" else _pool(fs.features[m], spec.dim)
-            if ref is seg:
-                x[m], missing[m] = np.asarray(arr, np.float32), miss.copy()
-            else:
-                ok = ~np.isnan(pos)
-                idx = np.where(ok, pos, 0).astype(int)
-                x[m] = np.where(ok[:, None], arr[idx], 0.0).astype(np.float32)
-                missing[m] = ~ok | miss[idx]
+            x[m], missing[m] = take_aligned(arr, miss, idx, ok)
             sources[m] = SourceInfo(
                 feature_set=fs_name, source_hash=fs.meta.source_hash,
                 producer=f"{fs.meta.producer.kind}:{fs.meta.producer.name}", n_rows=fs.meta.n_rows,
@@ -348,6 +354,36 @@ class PreparedData:
     def split(self, name: str, input_kind: Literal["utterance", "video"], require_labels: bool = True) -> SplitTensors:
         return split_tensors(self.joined, self.xs, self.y, name, input_kind, require_labels)
 
+    # What the trainer reads of its data source (:class:`TrainSource`).
+    @property
+    def dims(self) -> dict[str, int]:
+        return self.joined.dims
+
+    @property
+    def sources(self) -> dict[str, SourceInfo]:
+        return self.joined.sources
+
+    def data_hash(self) -> str:
+        return self.joined.data_hash()
+
+
+class TrainSource(Protocol):
+    """What :func:`pipeline.train.fit` trains on: :class:`PreparedData` for the fusion models and UCLN,
+    a word-sequence source for the text-CNN (:mod:`pipeline.text_cnn`). One loop, several sources."""
+
+    n_classes: int
+    label_kind: str
+    stats: dict[str, ModalityStats]
+
+    @property
+    def dims(self) -> dict[str, int]: ...
+    @property
+    def class_names(self) -> list[str] | None: ...
+    @property
+    def sources(self) -> dict[str, SourceInfo]: ...
+    def data_hash(self) -> str: ...
+    def split(self, name: str, input_kind: Literal["utterance", "video"], require_labels: bool = True) -> SplitTensors: ...
+
 
 def prepare(
     store: str | Path,
@@ -359,12 +395,19 @@ def prepare(
     standardize: StandardizeMode = "auto",
     stats: Mapping[str, ModalityStats] | None = None,
 ) -> PreparedData:
-    """Join, label and standardise. ``stats`` given (a saved run): reuse them, never refit."""
+    """Join, label and standardise. ``stats`` given (a saved run): reuse them, never refit.
+    For a training run use :func:`prepare_for` (the config decides modalities, labels, standardisation)."""
     joined = load_joined(store, dataset, features, modalities)
     kind = resolve_label_kind(joined.segments, label_kind)
     y, n_classes = labels(joined, kind)
     st = dict(stats) if stats is not None else fit_standardizer(joined, standardize)
     return PreparedData(joined, apply_standardizer(joined, st), y, n_classes, kind, st)
+
+
+def prepare_for(cfg, store: str | Path, dataset: str, features: FeaturesArg) -> PreparedData:
+    """The data a :class:`pipeline.train_config.TrainConfig` trains on."""
+    return prepare(store, dataset, features, modalities=cfg.modalities, label_kind=cfg.label,
+                   standardize=cfg.standardize)
 
 
 def prepare_from_run(info, *, store: str | Path | None = None) -> PreparedData:

@@ -20,7 +20,7 @@ from scipy.stats import pearsonr
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from pipeline.checkpoint import load_run
-from pipeline.data import SplitTensors, load_split
+from pipeline.data import SplitTensors, device_of, load_split
 
 NO_SCORE = "the model predicts classes only; MAE, Pearson r and 7-class accuracy need a predicted score"
 
@@ -82,8 +82,11 @@ def metrics_from_outputs(flat: dict[str, np.ndarray], n_classes: int, label_name
 
 
 @torch.no_grad()
-def predict_split(model, st: SplitTensors) -> dict[str, np.ndarray]:
-    out = model.predict(st.batch)
+def predict_split(model, st: SplitTensors, device: str = "cpu") -> dict[str, np.ndarray]:
+    """Outputs per utterance; the model and the split's tensors go to ``device`` (auto, cpu, cuda)."""
+    dev = device_of(device)
+    model.to(dev)
+    out = model.predict(st.batch.to(dev))
     flat = flatten_outputs(st, out)
     rows = st.flat_rows()
     flat["segment_id"] = st.segments["segment_id"].to_numpy()[rows]
@@ -93,19 +96,21 @@ def predict_split(model, st: SplitTensors) -> dict[str, np.ndarray]:
     return flat
 
 
-def predict_run(run_dir: str | Path, split: str = "valid", *, store: str | Path | None = None) -> dict[str, np.ndarray]:
+def predict_run(run_dir: str | Path, split: str = "valid", *, store: str | Path | None = None,
+                device: str = "cpu") -> dict[str, np.ndarray]:
     """Logits, probabilities, predictions, labels, ids and the model's extras (embedding, vertex_weights,
     context, ...) per utterance of ``split``; for plots (t-SNE, vertex weights) and error analysis."""
     model, info = load_run(run_dir)
     st = load_split(info, split, store=store)
-    return predict_split(model, st)
+    return predict_split(model, st, device)
 
 
-def evaluate_run(run_dir: str | Path, split: str = "valid", *, store: str | Path | None = None) -> dict:
+def evaluate_run(run_dir: str | Path, split: str = "valid", *, store: str | Path | None = None,
+                 device: str = "cpu") -> dict:
     """Metrics of a saved run on ``split``; an absent split raises :class:`pipeline.errors.SplitError`."""
     model, info = load_run(run_dir)
     st = load_split(info, split, store=store)
-    flat = predict_split(model, st)
+    flat = predict_split(model, st, device)
     metrics = metrics_from_outputs(flat, info.n_classes, info.label_names)
     return {
         "run": str(run_dir), "model": info.model, "dataset": info.dataset, "split": split,

@@ -11,24 +11,23 @@ media is quarantined for every modality. The corpus driver (CLI and Prefect flow
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
+from models.modalities import MODALITIES
 from pipeline.align import align_to_segments, clip_to_segments
-from pipeline.errors import InputError, ItemError
+from pipeline.errors import ItemError
 from pipeline.extractors.base import Extractor, MediaItem
 from pipeline.extractors.registry import get_extractor_class, list_extractors
 from pipeline.media import MediaConfig, media_config, open_media, segment_bounds
 from pipeline.provenance import StageConfig, hash_file, hash_json
 
-MODALITIES = ("text", "audio", "video")
 QUARANTINE_COLUMNS = ["item_id", "segment_id", "modality", "stage", "reason"]
 # Preferred default extractor per modality, first registered wins (audio/visual come from other modules).
 _DEFAULTS = {"text": ["glove"], "audio": ["egemaps", "opensmile"], "video": ["facet"]}
@@ -54,6 +53,8 @@ def _default(modality: str) -> list[ExtractorSpec]:
 class ExtractConfig(MediaConfig):
     """What to extract and how: extractors per modality (+ their configs), decoding (the
     :class:`MediaConfig` fields, declared there once) and pooling."""
+
+    what: ClassVar[str] = "extraction config"
 
     text: list[ExtractorSpec] = Field(default_factory=lambda: _default("text"))
     audio: list[ExtractorSpec] = Field(default_factory=lambda: _default("audio"))
@@ -274,26 +275,4 @@ def prepare_config(cfg: ExtractConfig, corpus: Any, workdir: Path) -> ExtractCon
 
 def load_config(path: str | Path | None) -> ExtractConfig:
     """An ExtractConfig from a JSON/YAML/TOML file (or the defaults)."""
-    if path is None:
-        return ExtractConfig()
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("config file not found", path=p)
-    text = p.read_text(encoding="utf-8")
-    try:
-        if p.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
-        elif p.suffix == ".toml":
-            import tomllib
-
-            data = tomllib.loads(text)
-        else:
-            data = json.loads(text)
-        return ExtractConfig(**(data or {}))
-    except ValidationError as e:  # one line: "field: why; field: why"
-        why = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}" for err in e.errors())
-        raise InputError(f"invalid extraction config: {why}", path=p) from e
-    except Exception as e:  # noqa: BLE001 - bad config = one clear line
-        raise InputError(f"invalid extraction config: {' '.join(str(e).split())}", path=p) from e
+    return ExtractConfig() if path is None else ExtractConfig.from_file(path)

@@ -8,9 +8,9 @@ import json
 import platform
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 # Libraries whose version changes what we compute; recorded with every artefact.
 TRACKED_LIBRARIES = (
@@ -23,9 +23,45 @@ class StageConfig(BaseModel):
     """Base of every typed config: unknown keys are an error, values are immutable once built."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+    what: ClassVar[str] = "config"  # how error messages name this config
 
     def config_hash(self) -> str:
         return hash_json(self.model_dump(mode="json"))
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides: Any) -> Self:
+        """The one config-file loader: YAML (JSON is YAML) or TOML by suffix; ``overrides`` that are not
+        None win over the file. A missing or invalid file is an :class:`pipeline.errors.InputError`."""
+        from pipeline.errors import InputError
+
+        p = Path(path)
+        if not p.is_file():
+            raise InputError("config file not found", path=p)
+        try:
+            text = p.read_text(encoding="utf-8")
+            if p.suffix == ".toml":
+                import tomllib
+
+                data = tomllib.loads(text)
+            else:
+                import yaml
+
+                data = yaml.safe_load(text)
+        except Exception as e:  # noqa: BLE001 - any parse error is one clear line
+            kind = "TOML" if p.suffix == ".toml" else "YAML/JSON"
+            raise InputError(f"invalid {cls.what}: not a valid {kind} file: {' '.join(str(e).split())}", path=p) from e
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise InputError(f"{cls.what} file must hold a mapping of {cls.__name__} fields", path=p)
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**data)
+        except ValidationError as e:  # one line: "field: why; field: why"
+            why = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'config'}: {err['msg']}" for err in e.errors())
+            raise InputError(f"invalid {cls.what}: {why}", path=p) from e
+        except (ValueError, TypeError) as e:
+            raise InputError(f"invalid {cls.what}: {' '.join(str(e).split())}", path=p) from e
 
 
 def canonical_json(obj: Any) -> str:

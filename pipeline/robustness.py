@@ -4,9 +4,10 @@ Conditions, all on one split of a saved run:
 
 * ``complete``: every modality as stored;
 * ``fixed``: every subset of modalities removed for all samples (one or two of three);
-* ``random``: each (sample, modality) removed with probability ``rate`` (0.1 .. 0.7), at least one
-  modality always kept per sample (a sample that would lose all keeps one, chosen uniformly), over
-  several seeds; the effective missing fraction is reported next to the nominal rate.
+* ``random``: each (sample, modality) removed with probability ``rate`` (0.1 .. 0.7) with the one
+  missing-modality protocol (:func:`models.modalities.keep_mask`, the same as training-time modality
+  dropout: a sample that would lose every modality it has keeps one, chosen uniformly), over several
+  seeds; the effective missing fraction is reported next to the nominal rate.
 
 A removed modality is presented the way the store presents a missing one: ``Batch.present[m]`` False
 and its input zeroed; what the model then does is its own documented ``missing_policy``. A modality
@@ -31,6 +32,7 @@ import torch
 from pydantic import Field, field_validator
 
 from models.base import AffectModel, Batch
+from models.modalities import keep_mask
 from pipeline.atomic import write_bytes_atomic
 from pipeline.data import SplitTensors
 from pipeline.errors import InputError
@@ -78,40 +80,12 @@ class RobustnessResult:
 # ----------------------------------------------------------------------------- masks
 
 
-def _present_matrix(batch: Batch, modalities: Sequence[str]) -> torch.Tensor:
-    """bool ``[*y.shape, M]``: what the data itself has (padding of video-level batches counts as absent)."""
-    cols = []
-    for m in modalities:
-        p = batch.present.get(m)
-        p = torch.ones_like(batch.y, dtype=torch.bool) if p is None else p.bool()
-        if batch.mask is not None:
-            p = p & batch.mask.bool()
-        cols.append(p)
-    return torch.stack(cols, dim=-1)
-
-
-def with_kept(batch: Batch, modalities: Sequence[str], keep: torch.Tensor) -> Batch:
-    """``batch`` with modality i removed wherever ``keep[..., i]`` is False (input zeroed, present False)."""
-    have = _present_matrix(batch, modalities)
-    keep = keep.bool() & have
-    x = dict(batch.x)
-    pres = dict(batch.present)
-    for i, m in enumerate(modalities):
-        x[m] = batch.x[m] * keep[..., i].unsqueeze(-1).to(batch.x[m].dtype)
-        pres[m] = keep[..., i]
-    return Batch(x, batch.y, pres, batch.mask, batch.score)
-
-
-def random_keep(shape: Sequence[int], n_modalities: int, rate: float, rng: np.random.Generator) -> np.ndarray:
-    """bool ``[*shape, M]``: each entry dropped with probability ``rate``; never all dropped."""
+def random_keep(batch: Batch, modalities: Sequence[str], rate: float, seed: int) -> torch.Tensor:
+    """bool ``[*y.shape, M]`` for one seed: the one missing-modality protocol of
+    :func:`models.modalities.keep_mask` (at least one of the modalities a sample has is kept)."""
     if not 0.0 <= rate < 1.0:
         raise InputError(f"missing rate must be in [0, 1), got {rate}")
-    keep = rng.random((*shape, n_modalities)) >= rate
-    empty = ~keep.any(-1)
-    if empty.any():
-        pick = rng.integers(0, n_modalities, size=int(empty.sum()))
-        keep[empty] = np.eye(n_modalities, dtype=bool)[pick]
-    return keep
+    return keep_mask(batch.had(list(modalities)), rate, torch.Generator().manual_seed(seed))
 
 
 def fixed_conditions(modalities: Sequence[str]) -> list[tuple[str, ...]]:
@@ -134,25 +108,25 @@ def evaluate_robustness(model: AffectModel, st: SplitTensors, n_classes: int, cf
     cfg = cfg or RobustnessConfig()
     mods = list(model.modalities)
     batch = st.batch
-    have = _present_matrix(batch, mods)
+    have = batch.had(mods)
     real = have.any(-1)  # real samples (video-level padding excluded)
     rows: list[dict] = []
     full = torch.ones_like(have)
-    base = _score(model, st, with_kept(batch, mods, full), n_classes)
+    base = _score(model, st, batch.with_kept(mods, full), n_classes)
     rows.append({"kind": "complete", "condition": "complete", "rate": 0.0, "seed": None,
                  "effective_rate": float(1 - have[real].float().mean()), **base})
     for removed in fixed_conditions(mods):
         keep = full.clone()
         for m in removed:
             keep[..., mods.index(m)] = False
-        r = _score(model, st, with_kept(batch, mods, keep), n_classes)
+        r = _score(model, st, batch.with_kept(mods, keep), n_classes)
         kept = "+".join(m for m in mods if m not in removed)
         rows.append({"kind": "fixed", "condition": f"-{'-'.join(removed)} (only {kept})", "rate": None,
                      "seed": None, "effective_rate": len(removed) / len(mods), **r})
     for rate in cfg.rates:
         for seed in cfg.seeds:
-            keep = torch.from_numpy(random_keep(tuple(have.shape[:-1]), len(mods), rate, np.random.default_rng(seed)))
-            r = _score(model, st, with_kept(batch, mods, keep), n_classes)
+            keep = random_keep(batch, mods, rate, seed)
+            r = _score(model, st, batch.with_kept(mods, keep), n_classes)
             eff = float(1 - (keep & have)[real].float().sum() / have[real].float().sum())
             rows.append({"kind": "random", "condition": f"random {rate:.1f}", "rate": rate, "seed": seed,
                          "effective_rate": eff, **r})

@@ -19,50 +19,28 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field
 
 from models.base import AffectModel
 from models.registry import get_model_class
 from pipeline.atomic import write_text_atomic
 from pipeline.checkpoint import HISTORY, RunInfo, class_path, save_run
 from pipeline.crossfit import warn_if_in_sample
-from pipeline.data import (
-    FeaturesArg,
-    LabelKind,
-    PreparedData,
-    SplitTensors,
-    StandardizeMode,
-    iterate_batches,
-    prepare,
-)
-from pipeline.errors import InputError
+from pipeline.data import FeaturesArg, SplitTensors, TrainSource, device_of, iterate_batches, prepare_for
+from pipeline.errors import InputError, SplitError
 from pipeline.evaluate import flatten_outputs, metrics_from_outputs
 from pipeline.logs import get_logger, progress_bar
-from pipeline.provenance import StageConfig, library_versions
+from pipeline.provenance import library_versions
+from pipeline.train_config import TrainConfig
+
+__all__ = ["FitResult", "TrainConfig", "device_of", "fit", "seed_everything", "train", "validate"]
 
 Progress = Callable[[str], None] | None
 log = get_logger("train")
+_NO_VALID = {"loss": float("nan"), "accuracy": float("nan"), "f1_weighted": float("nan")}
 HIGHER_IS_BETTER = {"accuracy": True, "f1_weighted": True, "f1_macro": True, "loss": False}
-
-
-class TrainConfig(StageConfig):
-    """Everything that decides a training run (saved in run.json, hashed)."""
-
-    model: str
-    model_cfg: dict = {}
-    epochs: int = Field(50, ge=1)  # upper bound; the best epoch is chosen on valid
-    batch_size: int = Field(32, ge=1)  # utterances, or videos for video-level models
-    patience: int = Field(10, ge=1)  # stop after this many epochs without a better valid metric
-    seed: int = 0
-    select_metric: Literal["accuracy", "f1_weighted", "f1_macro", "loss"] = "accuracy"
-    label: LabelKind = "auto"
-    standardize: StandardizeMode = "auto"
-    modalities: list[str] | None = None  # None: every modality of the features
-    threads: int = Field(1, ge=1)
 
 
 def seed_everything(seed: int, threads: int = 1) -> None:
@@ -88,6 +66,7 @@ class FitResult:
     epochs_run: int
     stopped_early: bool
     wall_s: float
+    device: str = "cpu"
 
 
 @torch.no_grad()
@@ -114,22 +93,41 @@ def _better(metric: str, new: dict, best: dict | None) -> bool:
     return metric != "loss" and new["loss"] < best["loss"]  # tie on a metric: lower valid loss wins
 
 
-def build(cfg: TrainConfig, prep: PreparedData) -> AffectModel:
+def build(cfg: TrainConfig, source: TrainSource) -> AffectModel:
     cls = get_model_class(cfg.model)
     try:
         model_cfg = cls.Config(**cfg.model_cfg)
     except Exception as e:
         raise InputError(f"invalid config for model {cfg.model!r}: {e}") from e
-    return cls(model_cfg, dims=prep.joined.dims, n_classes=prep.n_classes)
+    return cls(model_cfg, dims=source.dims, n_classes=source.n_classes)
 
 
-def fit(cfg: TrainConfig, prep: PreparedData, progress: Progress = None) -> FitResult:
-    """Train on ``train``, select the epoch on ``valid``; returns the model at its best-epoch weights."""
+def _on(st: SplitTensors, device: torch.device) -> SplitTensors:
+    return SplitTensors(st.split, st.batch.to(device), st.rows, st.segments, st.extras)
+
+
+def fit(cfg: TrainConfig, source: TrainSource, progress: Progress = None, *, without_valid: bool = False) -> FitResult:
+    """Train on ``train``, select the epoch on ``valid``; returns the model (on the CPU) at its best-epoch
+    weights. ``source`` gives the splits as tensors (:class:`pipeline.data.TrainSource`): the loop is the
+    same for every learned thing; models differ only through their :class:`AffectModel` methods.
+
+    ``without_valid``: a source with no labelled valid split trains all ``epochs`` and keeps the last
+    one (feature extractors trained on a train-only corpus, as bc-LSTM trained its 3D-CNN); otherwise an
+    absent valid split is a :class:`pipeline.errors.SplitError`."""
+    device = device_of(cfg.device)
     seed_everything(cfg.seed, cfg.threads)
-    model = build(cfg, prep)
+    model = build(cfg, source).to(device)
     kind = model.input_kind
-    train_st, valid_st = prep.split("train", kind), prep.split("valid", kind)
+    # Both splits move to the device once; a no-op on the CPU (same tensors, same numbers).
+    train_st = _on(source.split("train", kind), device)
+    try:
+        valid_st: SplitTensors | None = _on(source.split("valid", kind), device)
+    except SplitError:
+        if not without_valid:
+            raise
+        valid_st = None
     optimizers = model.make_optimizers()
+    schedulers = model.make_schedulers(optimizers, cfg.epochs)
     rng = np.random.default_rng(cfg.seed)
     # BatchNorm cannot train on one sample; video-level batches are whole videos, so one is fine.
     min_size = 2 if kind == "utterance" else 1
@@ -148,8 +146,10 @@ def fit(cfg: TrainConfig, prep: PreparedData, progress: Progress = None) -> FitR
             for k, v in model.training_step(batch, optimizers).items():
                 sums[k] = sums.get(k, 0.0) + v
             n_batches += 1
-        valid = validate(model, valid_st, prep.n_classes, prep.class_names)
-        improved = _better(cfg.select_metric, valid, best)
+        for sch in schedulers:
+            sch.step()
+        valid = validate(model, valid_st, source.n_classes, source.class_names) if valid_st else _NO_VALID
+        improved = valid_st is None or _better(cfg.select_metric, valid, best)
         if improved:
             best, best_epoch, since_best = valid, epoch, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -166,14 +166,16 @@ def fit(cfg: TrainConfig, prep: PreparedData, progress: Progress = None) -> FitR
         log.info("%s %s", cfg.model, line)
         if progress:
             progress(line)
-        if since_best >= cfg.patience:
+        if since_best >= cfg.patience:  # never without a valid split (every epoch is the latest)
             stopped = True
             break
     bar.close()
     assert best is not None
     model.load_state_dict(best_state)
-    model.eval()
-    return FitResult(model, best_state, history, best_epoch, best, len(history), stopped, time.perf_counter() - t0)
+    model.cpu().eval()
+    best_state = {k: v.cpu() for k, v in best_state.items()}
+    return FitResult(model, best_state, history, best_epoch, best, len(history), stopped, time.perf_counter() - t0,
+                     str(device))
 
 
 def _history_csv(history: list[dict]) -> str:
@@ -186,20 +188,20 @@ def _history_csv(history: list[dict]) -> str:
     return buf.getvalue()
 
 
-def run_info(cfg: TrainConfig, prep: PreparedData, res: FitResult, *, store: str | Path, dataset: str,
+def run_info(cfg: TrainConfig, prep: TrainSource, res: FitResult, *, store: str | Path, dataset: str,
              features: Mapping[str, str]) -> RunInfo:
     model = res.model
     best_valid = {k: v for k, v in res.best_valid.items() if k in ("accuracy", "f1_weighted", "f1_macro", "loss", "n")}
     return RunInfo(
         model=cfg.model, class_path=class_path(type(model)), model_cfg=model.cfg.model_dump(mode="json"),
         train_config=cfg.model_dump(mode="json"), config_hash=cfg.config_hash(), input_kind=model.input_kind,
-        dims=prep.joined.dims, n_classes=prep.n_classes, label_kind=prep.label_kind,
+        dims=prep.dims, n_classes=prep.n_classes, label_kind=prep.label_kind,
         label_names=prep.class_names, store=str(store), dataset=dataset, features=dict(features),
-        data_hash=prep.joined.data_hash(), sources={m: s.model_dump() for m, s in prep.joined.sources.items()},
+        data_hash=prep.data_hash(), sources={m: s.model_dump() for m, s in prep.sources.items()},
         standardization={m: s.model_dump() for m, s in prep.stats.items()}, versions=library_versions(),
         best_epoch=res.best_epoch, epochs_run=res.epochs_run, stopped_early=res.stopped_early,
         best_valid=best_valid, select_metric=cfg.select_metric, wall_s=round(res.wall_s, 3),
-        peak_rss_mb=round(peak_rss_mb(), 1), n_parameters=model.n_parameters(),
+        peak_rss_mb=round(peak_rss_mb(), 1), n_parameters=model.n_parameters(), device=res.device,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
 
@@ -212,19 +214,20 @@ def train(
     features: FeaturesArg = None,
     out_dir: str | Path,
     progress: Progress = print,
-    prepared: PreparedData | None = None,
+    prepared: TrainSource | None = None,
+    without_valid: bool = False,
 ) -> Path:
-    """Train ``cfg.model`` on ``store/dataset`` and write the run directory ``out_dir``."""
-    prep = prepared or prepare(store, dataset, features, modalities=cfg.modalities, label_kind=cfg.label,
-                               standardize=cfg.standardize)
-    mapping = {m: s.feature_set for m, s in prep.joined.sources.items()}
+    """Train ``cfg.model`` on ``store/dataset`` and write the run directory ``out_dir`` (best epoch,
+    safetensors, config and versions: :func:`pipeline.checkpoint.save_run`)."""
+    prep = prepared or prepare_for(cfg, store, dataset, features)
+    mapping = {m: s.feature_set for m, s in prep.sources.items()}
     warn_if_in_sample(store, dataset, list(mapping.values()))
-    start = (f"train {cfg.model} on {dataset} {mapping} dims {prep.joined.dims} classes {prep.n_classes} "
-             f"seed {cfg.seed}")
+    start = (f"train {cfg.model} on {dataset} {mapping} dims {prep.dims} classes {prep.n_classes} "
+             f"seed {cfg.seed} device {cfg.device}")
     log.info(start)
     if progress:
         progress(start)
-    res = fit(cfg, prep, progress)
+    res = fit(cfg, prep, progress, without_valid=without_valid)
     out = Path(out_dir)
     info = run_info(cfg, prep, res, store=store, dataset=dataset, features=mapping)
     save_run(out, res.model, info, res.best_state)
@@ -235,3 +238,8 @@ def train(
     if progress:
         progress(end)
     return out
+
+
+def train_stage(out_dir: str | Path, *, config: dict, store: str | Path, dataset: str, features: FeaturesArg) -> Path:
+    """A training stage of ``rebuild`` (:mod:`flows.graph`): :func:`train` from a JSON TrainConfig."""
+    return train(TrainConfig(**config), store=store, dataset=dataset, features=features, out_dir=out_dir, progress=None)

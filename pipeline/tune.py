@@ -28,7 +28,7 @@ from pydantic import Field
 
 from models.registry import get_model_class
 from pipeline.atomic import write_text_atomic
-from pipeline.data import FeaturesArg, PreparedData, prepare
+from pipeline.data import FeaturesArg, PreparedData, prepare_for
 from pipeline.errors import InputError
 from pipeline.provenance import StageConfig, canonical_json
 from pipeline.train import HIGHER_IS_BETTER, Progress, TrainConfig, fit
@@ -97,7 +97,7 @@ def tune(
     space = tcfg.space if tcfg.space is not None else getattr(cls, "search_space", None)
     if not space:
         raise InputError(f"model {base.model!r} declares no search_space")
-    prep = prepare(store, dataset, features, modalities=base.modalities, label_kind=base.label, standardize=base.standardize)
+    prep = prepare_for(base, store, dataset, features)
     metric = base.select_metric
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
@@ -151,21 +151,3 @@ def tune(
     trials_path = out.with_suffix(".trials.json")
     write_text_atomic(trials_path, canonical_json(summary))
     return summary
-
-
-def load_config_file(path: str | Path, **overrides: Any) -> TrainConfig:
-    """A TrainConfig from YAML/JSON (what ``tune`` writes); ``overrides`` that are not None win."""
-    p = Path(path)
-    if not p.is_file():
-        raise InputError("config file not found", path=p)
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise InputError(f"not valid YAML/JSON: {e}", path=p) from e
-    if not isinstance(data, dict):
-        raise InputError("config file must hold a mapping of TrainConfig fields", path=p)
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return TrainConfig(**data)
-    except Exception as e:
-        raise InputError(f"invalid train config: {e}", path=p) from e

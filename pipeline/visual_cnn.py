@@ -1,16 +1,16 @@
-"""Train the 3D-CNN on stored face-crop clips (train split only, as bc-LSTM trained its 3D-CNN) and write
-its penultimate-layer activations as a new feature set; or load a local safetensors weights file.
+"""Train the 3D-CNN on stored face-crop clips (labelled train rows, as bc-LSTM trained its 3D-CNN) and
+write its penultimate-layer activations as a new feature set.
 
 Flow: ``build_crop_store`` (standalone path; the generic extraction driver writes the same column) ->
-``train_c3d`` -> ``write_c3d_features``. A model directory holds ``c3d.safetensors`` and ``c3d.json``
-(typed config, dims, classes, label names, data hash, versions, per-epoch history). No pickle anywhere.
+``train_c3d`` -> ``write_c3d_features``. Training is the one trainer (:func:`pipeline.train.train`, model
+``c3d``: augmentation and the cosine schedule are the model's own overrides); the model directory is a
+run directory (``checkpoint.safetensors``, ``run.json``, ``history.csv``). No pickle anywhere.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -18,26 +18,27 @@ import numpy as np
 import pandas as pd
 import torch
 from pydantic import Field
-from safetensors.torch import load_file, save_file
 
-from models.base import Batch
-from models.c3d import C3D, C3DConfig
-from pipeline.errors import InputError, ItemError, StoreError
+from models.c3d import C3D
+from pipeline.checkpoint import RunInfo, load_run
+from pipeline.data import PreparedData, SplitTensors, device_of, prepare_for, slice_batch
+from pipeline.errors import InputError, ItemError, SplitError, StoreError
 from pipeline.extract import quarantine_record
 from pipeline.extractors.base import MediaItem
 from pipeline.extractors.c3d_crops import FaceCropsConfig, FaceCropsExtractor
-from pipeline.provenance import StageConfig, hash_file, hash_json, library_versions
+from pipeline.provenance import StageConfig, hash_json
 from pipeline.store import (
     FeatureSet,
     ModalitySpec,
     Producer,
+    feature_set_path,
     make_meta,
     read_feature_set,
+    read_meta,
     write_feature_set,
 )
-
-WEIGHTS, SIDECAR = "c3d.safetensors", "c3d.json"
-
+from pipeline.train import TrainConfig, train
+from pipeline.train_config import Device
 
 # ------------------------------------------------------------------------------- standalone crops
 
@@ -102,14 +103,15 @@ def build_crop_store(
 class C3DTrainConfig(StageConfig):
     crops_feature_set: str
     modality: str = "video"
-    label: Literal["label_class", "label_bin"] = "label_class"
+    label: Literal["class", "bin"] = "class"
     model: dict = Field(default_factory=dict, description="C3DConfig fields (clip_len/crop_size read from the store)")
     epochs: int = Field(60, ge=1)  # MEAD, unseen actor, 8 classes: 30 epochs 35% valid, 60 epochs 58% (3 seeds)
+    patience: int = Field(60, ge=1)  # cosine decay: late epochs are the best ones, so stop late if at all
     batch_size: int = Field(16, ge=1)
     augment: bool = True  # random horizontal flip + 2-pixel shift: tiny corpora overfit fast
-    # cosine decay to 0 over the epochs: the weights at the fixed last epoch (no selection) are stable
-    cosine: bool = True
+    cosine: bool = True  # cosine learning-rate decay to 0 over the epochs
     seed: int = 0
+    device: Device = "auto"
     cross_fit: int = Field(0, description="K >= 2: train rows' features from K fold models grouped by video")
 
 
@@ -132,94 +134,51 @@ def crop_geometry(meta, modality: str) -> tuple[int, int]:  # noqa: ANN001 - Fea
     return geo
 
 
-def _labelled(fs: FeatureSet, label: str, modality: str) -> tuple[np.ndarray, np.ndarray]:
-    y = fs.segments[label].to_numpy()
-    ok = ~fs.missing[modality] & ~pd.isna(y)
-    return np.flatnonzero(ok), y
+@dataclass
+class WithCrops:
+    """A :class:`pipeline.data.TrainSource`: the prepared crops, each split cut to the rows that have a
+    clip (a row without a face has nothing to learn from)."""
 
+    prep: PreparedData
+    modality: str
 
-def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    flip = torch.rand(x.shape[0], generator=gen) < 0.5
-    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    dx, dy = (int(v) for v in torch.randint(-2, 3, (2,), generator=gen))
-    return torch.roll(x, shifts=(dy, dx), dims=(-2, -1))
+    def __getattr__(self, name: str):  # dims, n_classes, sources, ...: those of the prepared data
+        return getattr(self.prep, name)
 
-
-def _accuracy(model: C3D, x: torch.Tensor, y: torch.Tensor) -> float:
-    model.eval()
-    with torch.no_grad():
-        pred = torch.cat([model(Batch({"video": x[i : i + 64]}, y[i : i + 64]))["logits"].argmax(1)
-                          for i in range(0, len(x), 64)])
-    model.train()
-    return float((pred == y).float().mean())
+    def split(self, name: str, input_kind: str = "utterance", require_labels: bool = True) -> SplitTensors:
+        st = self.prep.split(name, "utterance", require_labels)
+        keep = np.flatnonzero(st.batch.present[self.modality].numpy())
+        if not len(keep):
+            raise SplitError(f"split {name!r} has no labelled rows with face crops")
+        return SplitTensors(name, slice_batch(st.batch, keep), st.rows[keep], st.segments)
 
 
 def train_c3d(cfg: C3DTrainConfig, *, store: str | Path, dataset: str, out_dir: str | Path) -> Path:
-    """Train on the train split's labelled rows; valid accuracy is recorded per epoch (no selection)."""
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    fs = read_feature_set(store, dataset, cfg.crops_feature_set, modalities=[cfg.modality])
-    clip_len, crop_size = crop_geometry(fs.meta, cfg.modality)
-    mcfg = C3DConfig(**{**cfg.model, "clip_len": clip_len, "crop_size": crop_size})
-    train, valid = fs.split("train"), (fs.split("valid") if (fs.segments["split"] == "valid").any() else None)
-    idx, y_all = _labelled(train, cfg.label, cfg.modality)
-    if len(idx) < 2:
-        raise StoreError(f"only {len(idx)} labelled training rows with crops in {dataset}/{cfg.crops_feature_set}")
-    classes = np.unique(y_all[idx].astype(np.int64))
-    n_classes = int(max(classes.max() + 1, 2))
-    dim = mcfg.clip_len * mcfg.crop_size**2
-    x = torch.from_numpy(train.features[cfg.modality][idx]).view(-1, mcfg.clip_len, mcfg.crop_size, mcfg.crop_size)
-    y = torch.from_numpy(y_all[idx].astype(np.int64))
-    xv = yv = None
-    if valid is not None:
-        vidx, vy = _labelled(valid, cfg.label, cfg.modality)
-        if len(vidx):
-            xv = torch.from_numpy(valid.features[cfg.modality][vidx]).view(-1, *x.shape[1:])
-            yv = torch.from_numpy(vy[vidx].astype(np.int64))
-    model = C3D(mcfg, dims={"video": dim}, n_classes=n_classes)
-    opts = model.make_optimizers()
-    scheds = [torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=cfg.epochs) for o in opts.values()] if cfg.cosine else []
-    history, t0 = [], time.perf_counter()
-    for epoch in range(cfg.epochs):
-        perm = torch.randperm(len(x), generator=gen)
-        losses = []
-        for i in range(0, len(x), cfg.batch_size):
-            b = perm[i : i + cfg.batch_size]
-            if len(b) < 2:  # BatchNorm needs two samples
-                continue
-            xb = _augment(x[b], gen) if cfg.augment else x[b]
-            losses.append(model.training_step(Batch({"video": xb}, y[b]), opts)["loss"])
-        for sch in scheds:
-            sch.step()
-        row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "train_acc": _accuracy(model, x, y),
-               "valid_acc": _accuracy(model, xv, yv) if xv is not None else None,
-               "seconds": round(time.perf_counter() - t0, 2)}
-        history.append(row)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / WEIGHTS))
-    info = {
-        "model": "c3d", "config": mcfg.model_dump(mode="json"), "train_config": cfg.model_dump(mode="json"),
-        "dims": {"video": dim}, "n_classes": n_classes, "label": cfg.label, "label_names": fs.meta.label_names,
-        "data": f"{dataset}/{cfg.crops_feature_set}@{fs.meta.source_hash}", "versions": library_versions(),
-        "n_train": len(x), "n_valid": 0 if xv is None else len(xv), "history": history,
-    }
-    (out / SIDECAR).write_text(json.dumps(info, indent=1))
-    pd.DataFrame(history).to_csv(out / "history.csv", index=False)
-    return out
+    """Train on the train split's labelled rows with the one trainer; the epoch is chosen on valid when
+    the corpus has one (else the last epoch). ``out_dir`` is a run directory (:mod:`pipeline.checkpoint`)."""
+    meta = read_meta(feature_set_path(store, dataset, cfg.crops_feature_set))
+    if cfg.modality not in meta.modalities:
+        raise StoreError(f"{dataset}/{cfg.crops_feature_set} has no column {cfg.modality!r}")
+    clip_len, crop_size = crop_geometry(meta, cfg.modality)
+    model = {**cfg.model, "clip_len": clip_len, "crop_size": crop_size, "augment": cfg.augment, "cosine": cfg.cosine}
+    tcfg = TrainConfig(model="c3d", model_cfg=model, epochs=cfg.epochs, patience=cfg.patience,
+                       batch_size=cfg.batch_size, seed=cfg.seed, label=cfg.label, standardize="none",
+                       modalities=[cfg.modality], device=cfg.device)
+    prep = prepare_for(tcfg, store, dataset, {cfg.modality: cfg.crops_feature_set})
+    n_train = len(WithCrops(prep, cfg.modality).split("train"))
+    if n_train < 2:
+        raise StoreError(f"only {n_train} labelled training rows with crops in {dataset}/{cfg.crops_feature_set}")
+    return train(tcfg, store=store, dataset=dataset, out_dir=out_dir, prepared=WithCrops(prep, cfg.modality),
+                 progress=None, without_valid=True)
 
 
-def load_c3d(path: str | Path) -> tuple[C3D, dict]:
-    """A model directory (or its ``c3d.safetensors``, with ``c3d.json`` beside it) -> (model, info)."""
+def load_c3d(path: str | Path) -> tuple[C3D, RunInfo]:
+    """A C3D run directory (or its ``checkpoint.safetensors``) -> (model, run info); refuses anything
+    :func:`pipeline.checkpoint.load_run` refuses, and runs of other models."""
     path = Path(path)
-    weights = path / WEIGHTS if path.is_dir() else path
-    sidecar = weights.with_name(SIDECAR)
-    if not weights.is_file() or not sidecar.is_file():
-        raise InputError(f"C3D weights need {WEIGHTS} and {SIDECAR} side by side", path=path)
-    info = json.loads(sidecar.read_text())
-    model = C3D(C3DConfig(**info["config"]), dims=info["dims"], n_classes=int(info["n_classes"]))
-    model.load_state_dict(load_file(str(weights)))
-    model.eval()
+    model, info = load_run(path if path.is_dir() else path.parent)
+    if not isinstance(model, C3D):
+        raise InputError(f"run of model {info.model!r}, not c3d", path=path)
     return model, info
 
 
@@ -236,31 +195,33 @@ def write_c3d_features(
     modality: str = "video",
     out_modality: str = "video",
     batch_size: int = 64,
+    device_name: str = "auto",
 ) -> Path:
     """Penultimate-layer features of every row with crops (missing rows stay missing) as a new set,
     in column ``out_modality`` (``video`` by default: what the context network and fusion models read)."""
     model, info = load_c3d(model_dir)
     src = read_feature_set(store, dataset, crops_feature_set, modalities=[modality])
-    if src.meta.modalities[modality].dim != info["dims"]["video"]:
-        raise StoreError(f"crops of dim {src.meta.modalities[modality].dim}, the model expects {info['dims']['video']}")
+    if src.meta.modalities[modality].dim != info.dims[model.modality]:
+        raise StoreError(f"crops of dim {src.meta.modalities[modality].dim}, the model expects {info.dims[model.modality]}")
     x, missing = src.features[modality], src.missing[modality]
+    device = device_of(device_name)
+    model.to(device)
     out = np.zeros((len(x), model.cfg.feature_dim), np.float32)
     present = np.flatnonzero(~missing)
     for i in range(0, len(present), batch_size):
         rows = present[i : i + batch_size]
-        out[rows] = model.embed_clips(torch.from_numpy(x[rows])).numpy()
-    weights = Path(model_dir) / WEIGHTS if Path(model_dir).is_dir() else Path(model_dir)
-    weights_sha = hash_file(weights)[:16]
+        out[rows] = model.embed_clips(torch.from_numpy(x[rows]).to(device)).cpu().numpy()
+    weights_sha = info.checkpoint_sha256[:16]
     meta = make_meta(
         dataset=dataset, feature_set=feature_set,
         modalities={out_modality: ModalitySpec(kind="vector", dim=model.cfg.feature_dim,
                                            description="C3D penultimate layer over face-crop clips")},
-        producer=Producer.of("model", "c3d", {"model": info["config"], "train": info.get("train_config"),
+        producer=Producer.of("model", "c3d", {"model": info.model_cfg, "train": info.train_config,
                                               "weights_sha": weights_sha}),
         source_hash=src.meta.source_hash,
         label_names=src.meta.label_names,
         lineage=[f"{dataset}/{crops_feature_set}@{src.meta.source_hash}"],
-        extra={"weights": weights.name, "trained_on": info.get("data")},
+        extra={"run": str(model_dir), "trained_on": f"{info.dataset}/{info.features}@{info.data_hash}"},
     )
     return write_feature_set(store, FeatureSet(meta, src.segments, {out_modality: out}, {out_modality: missing}))
 

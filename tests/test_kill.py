@@ -1,5 +1,9 @@
 """kill -9 in the middle of a rebuild, run it again: the store ends identical to an uninterrupted run's,
-with no partial files, and the stages finished before the kill are not redone."""
+with no partial files, and the stages finished before the kill are not redone.
+
+The kill point is deterministic: ``AFFECTFLOW_BLOCK_AT=published:<stage>`` makes the rebuild block right
+after the stage published its output (before Prefect's cache record and, for a feature set, before it is
+linked into the store), and say so in a file; the test waits for that file, then sends SIGKILL."""
 
 from __future__ import annotations
 
@@ -34,32 +38,39 @@ def _partials(*roots: Path) -> list[Path]:
 
 
 @pytest.mark.slow
-def test_kill_9_then_rerun_gives_the_same_store(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("stage", "next_stage"), [("ucln-text", "ucln-audio"), ("context", "train-argf")])
+def test_kill_9_right_after_a_stage_publishes_never_recomputes_it(
+    request: pytest.FixtureRequest, tmp_path: Path, stage: str, next_stage: str
+) -> None:
     ref = shared_rebuild(request.config)  # the uninterrupted run (same parameters)
-    env = get_server(request.config).env()
+    marker = tmp_path / "blocked.json"
+    env = get_server(request.config).env(AFFECTFLOW_BLOCK_AT=f"published:{stage}", AFFECTFLOW_BLOCK_FILE=str(marker))
     cmd = [str(BIN / "affectflow"), "run", "--store", "store", "--out", "runs", "--json", *QUICK_ARGS]
     proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        # Wait until the first UCLN run is published (the second is then training), then kill -9.
-        deadline = time.monotonic() + 300
-        while not list(tmp_path.glob("runs/ucln-text/*")):
-            assert proc.poll() is None, "rebuild ended before it could be killed"
-            assert time.monotonic() < deadline, "rebuild never reached the second UCLN"
-            time.sleep(0.05)
+        deadline = time.monotonic() + 400
+        while not marker.exists():  # the process blocks for good once the file is there: no race
+            assert proc.poll() is None, "rebuild ended before it reached the kill point"
+            assert time.monotonic() < deadline, f"rebuild never published {stage}"
+            time.sleep(0.1)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
         stop(proc)
     assert proc.returncode == -signal.SIGKILL
-    assert not (tmp_path / "store" / "mosi" / "ucln-context.parquet").exists()
+    published = Path(json.loads(marker.read_text())["output"])
+    assert published.is_dir()
+    assert not (tmp_path / "store" / "mosi" / "ucln-context.parquet").exists()  # not linked yet, or not made
 
+    del env["AFFECTFLOW_BLOCK_AT"]
     res = run(cmd, env, cwd=tmp_path, timeout=500)
     assert res.returncode == 0, res.stdout[-4000:]
     summary = json_tail(res.stdout)
     redone = {s["stage"]: s["recomputed"] for s in summary["stages"]}
-    assert redone["ingest"] is False and redone["ucln-text"] is False, redone  # finished before the kill
-    assert redone["ucln-audio"] is True, redone
+    assert redone["ingest"] is False and redone[stage] is False, redone  # published before the kill
+    assert redone[next_stage] is True, redone
+    assert {s["stage"]: s["what"] for s in summary["stages"]}[stage] == str(published)
 
     assert not _partials(tmp_path / "store", tmp_path / "runs")
     ref_store, store = ref.root / "store", tmp_path / "store"

@@ -270,7 +270,9 @@ def test_modality_dropout_masks_whole_modalities_in_training_only() -> None:
     assert not dropped.present["video"][::4].any()
     rate = 1 - kept[:, :2].float().mean().item()  # text and audio had no missing rows before
     assert 0.3 < rate < 0.5  # ~p, less the rows where the last modality is put back
-    assert dropped.x is batch.x and torch.equal(dropped.y, batch.y)  # features and labels untouched
+    # kept features untouched, dropped ones presented as the store presents a missing modality (zeros)
+    assert torch.equal(dropped.x["text"][kept[:, 0]], batch.x["text"][kept[:, 0]])
+    assert (dropped.x["text"][~kept[:, 0]] == 0).all() and torch.equal(dropped.y, batch.y)
     # Same seed, same masks; eval mode and p = 0 leave the batch as it is.
     torch.manual_seed(0)
     again = model.drop_modalities(batch)

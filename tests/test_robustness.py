@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -20,23 +19,40 @@ from pipeline.robustness import (
     fixed_conditions,
     random_keep,
     robustness_run,
-    with_kept,
 )
 
 MODS = ["text", "audio", "video"]
 
 
+def _full_batch(n: int) -> Batch:
+    return Batch({m: torch.ones(n, 2) for m in MODS}, torch.zeros(n, dtype=torch.long))
+
+
 def test_random_keep_never_drops_everything_and_matches_the_rate() -> None:
     for rate in (0.1, 0.4, 0.7):
-        keep = random_keep((5000,), 3, rate, np.random.default_rng(0))
+        keep = random_keep(_full_batch(5000), MODS, rate, 0)
         assert keep.any(1).all()
-        dropped = 1 - keep.mean()
+        dropped = 1 - keep.float().mean().item()
         # nominal rate, minus the rescued all-missing samples (rate^3 of them get one modality back)
         assert rate - rate**3 / 3 - 0.02 < dropped < rate + 0.02
-    a = random_keep((50,), 3, 0.5, np.random.default_rng(3))
-    assert (a == random_keep((50,), 3, 0.5, np.random.default_rng(3))).all()
+    a = random_keep(_full_batch(50), MODS, 0.5, 3)
+    assert (a == random_keep(_full_batch(50), MODS, 0.5, 3)).all()
     with pytest.raises(Exception, match="missing rate"):
-        random_keep((5,), 3, 1.0, np.random.default_rng(0))
+        random_keep(_full_batch(5), MODS, 1.0, 0)
+
+
+def test_one_protocol_when_the_data_already_has_gaps() -> None:
+    """Robustness and training-time dropout draw the same masks for the same generator, and a sample
+    keeps one of the modalities it HAD (never a modality missing in the data; none if it had none)."""
+    had = torch.tensor([[True, False, False], [False, True, True], [False, False, False]]).repeat(400, 1)
+    batch = Batch({m: torch.ones(len(had), 2) for m in MODS}, torch.zeros(len(had), dtype=torch.long),
+                  {m: had[:, i] for i, m in enumerate(MODS)})
+    keep = random_keep(batch, MODS, 0.7, 5)
+    assert not (keep & ~had).any()  # never brings back what the data lacks
+    assert keep[had.any(1)].any(1).all() and not keep[~had.any(1)].any()
+    assert keep[0::3, 0].all()  # the text-only sample always keeps text
+    dropped = batch.drop_modalities(MODS, 0.7, torch.Generator().manual_seed(5))
+    assert torch.equal(torch.stack([dropped.present[m] for m in MODS], 1), keep)
 
 
 def test_fixed_conditions_are_every_one_or_two_removed() -> None:
@@ -49,7 +65,7 @@ def test_with_kept_zeroes_and_flags_and_keeps_data_missing() -> None:
     x = {m: torch.ones(4, 2) for m in MODS}
     batch = Batch(x, torch.zeros(4, dtype=torch.long), {"audio": torch.tensor([True, False, True, True])})
     keep = torch.tensor([[True, True, True], [True, True, True], [False, True, True], [True, True, False]])
-    out = with_kept(batch, MODS, keep)
+    out = batch.with_kept(MODS, keep)
     assert out.present["text"].tolist() == [True, True, False, True]
     assert out.present["audio"].tolist() == [True, False, True, True]  # missing in the data stays missing
     assert out.x["text"][2].abs().sum() == 0 and out.x["video"][3].abs().sum() == 0

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from models.textcnn import TextCNN, pad_sequences
+from pipeline.checkpoint import read_run_info
 from pipeline.engine import extract_corpus
 from pipeline.extract import ExtractConfig, ExtractorSpec
 from pipeline.store import read_feature_set
@@ -34,3 +35,7 @@ def test_text_cnn_learns_on_mosi_train_and_writes_features(mosi_dir, glove_txt, 
     assert fs.features["text"].shape == (1687, 100) and not fs.missing["text"].any()
     assert fs.meta.producer.kind == "model" and fs.meta.lineage[0].startswith("mosi/extracted.seq@")
     assert np.isfinite(fs.features["text"]).all() and fs.features["text"].std() > 0
+    # The one trainer's run format: the features are the saved best-epoch model's, reproducibly.
+    info = read_run_info(res["run"])
+    assert info.model == "textcnn" and info.best_epoch == res["best_epoch"] and info.epochs_run == 4
+    assert fs.meta.producer.config["checkpoint_sha256"] == info.checkpoint_sha256

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +12,21 @@ import torch
 from models.base import Batch
 from models.c3d import C3D, C3DConfig
 from models.registry import get_model
+from pipeline.checkpoint import read_history, read_run_info
+from pipeline.data import prepare_for
 from pipeline.extractors.base import MediaItem
 from pipeline.extractors.c3d_crops import FaceCropsConfig
 from pipeline.extractors.registry import get_extractor
 from pipeline.store import read_feature_set, read_meta
-from pipeline.visual_cnn import C3DTrainConfig, build_crop_store, load_c3d, train_c3d, write_c3d_features
+from pipeline.train_config import TrainConfig
+from pipeline.visual_cnn import (
+    C3DTrainConfig,
+    WithCrops,
+    build_crop_store,
+    load_c3d,
+    train_c3d,
+    write_c3d_features,
+)
 
 
 def test_c3d_shapes_and_registry() -> None:
@@ -34,8 +43,9 @@ def test_c3d_shapes_and_registry() -> None:
 
 def test_c3d_training_steps_reduce_the_loss() -> None:
     torch.manual_seed(0)
-    model = C3D(C3DConfig(clip_len=8, crop_size=16, dropout=0.0, lr=3e-3), dims={"video": 8 * 16 * 16}, n_classes=2)
-    # two classes that differ only in motion direction: a bar moving right vs left
+    model = C3D(C3DConfig(clip_len=8, crop_size=16, dropout=0.0, lr=3e-3, augment=False), dims={"video": 8 * 16 * 16}, n_classes=2)
+    # two classes that differ only in motion direction: a bar moving right vs left (no flip augmentation:
+    # a mirrored clip of one class is a clip of the other)
     x = torch.zeros(8, 8, 16, 16)
     for i in range(8):
         for t in range(8):
@@ -88,9 +98,12 @@ def test_crop_store_train_features_roundtrip(clips_dir: Path, tmp_path: Path) ->
 
     run = train_c3d(C3DTrainConfig(crops_feature_set="crops", epochs=2, batch_size=4), store=tmp_path,
                     dataset="mead", out_dir=tmp_path / "c3d")
-    info = json.loads((run / "c3d.json").read_text())
-    assert info["n_train"] == 4 and info["n_valid"] == 4 and len(info["history"]) == 2  # no-face row excluded
-    assert np.isfinite([h["train_loss"] for h in info["history"]]).all()
+    # One trainer, one run format: best epoch on valid, safetensors + run.json + history.csv.
+    info, hist = read_run_info(run), read_history(run)
+    assert info.model == "c3d" and info.best_valid["n"] == 4 and len(hist) == 2 and 1 <= info.best_epoch <= 2
+    assert sum(h["best"] for h in hist) >= 1 and np.isfinite([h["train_loss"] for h in hist]).all()
+    source = WithCrops(prepare_for(TrainConfig(**info.train_config), tmp_path, "mead", info.features), "video")
+    assert len(source.split("train")) == 4  # the no-face train row is not fed
 
     out = write_c3d_features(run, store=tmp_path, dataset="mead", crops_feature_set="crops", feature_set="c3d")
     feats = read_feature_set(tmp_path, "mead", "c3d")
@@ -99,6 +112,6 @@ def test_crop_store_train_features_roundtrip(clips_dir: Path, tmp_path: Path) ->
     meta = read_meta(out)
     assert meta.producer.kind == "model" and meta.lineage[0].startswith("mead/crops@")
     # loading the safetensors file alone gives the same features
-    model, _ = load_c3d(run / "c3d.safetensors")
+    model, _ = load_c3d(run / "checkpoint.safetensors")
     x = torch.from_numpy(crops.features["video"][:8])
     assert np.allclose(model.embed_clips(x).numpy(), feats.features["video"][:8], atol=1e-5)

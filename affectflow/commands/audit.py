@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from affectflow.commands._trainargs import parse_features
+from affectflow.commands.train import parse_features
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import get_args
+
+from pipeline.train_config import Device
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -11,6 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", help="run directory written by `affectflow train`")
     p.add_argument("--split", default="valid", choices=["train", "valid", "test"], help="split to score (default: valid)")
     p.add_argument("--store", help="read the features from this store instead of the one recorded in the run")
+    p.add_argument("--device", default="cpu", choices=get_args(Device), help="where to run the model (default: cpu)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_evaluate)
 
@@ -18,6 +22,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     from pipeline.evaluate import evaluate_run, format_metrics
 
-    res = evaluate_run(args.run_dir, args.split, store=args.store)
+    res = evaluate_run(args.run_dir, args.split, store=args.store, device=args.device)
     print(json.dumps(res, indent=2) if args.json else format_metrics(res))
     return 0

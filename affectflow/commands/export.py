@@ -44,7 +44,7 @@ def _csd(args: argparse.Namespace) -> int:
 
 
 def _mmsa(args: argparse.Namespace) -> int:
-    from affectflow.commands._trainargs import parse_features
+    from affectflow.commands.train import parse_features
     from pipeline.importers.mmsa import export_mmsa
 
     path, n_missing = export_mmsa(args.store, args.dataset, args.out, parse_features(args.features))

@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 
 from pipeline.importers.splits import POLICIES
-from pipeline.store import format_summary, read_meta, store_summary
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -63,6 +62,8 @@ def _common(p: argparse.ArgumentParser, *, feature_set: str, dataset_required: b
 
 
 def _report(paths: list[Path], store: str) -> int:
+    from pipeline.store import format_summary, read_meta, store_summary
+
     for path in paths:
         meta = read_meta(path)
         for n in meta.extra.get("notes", []):

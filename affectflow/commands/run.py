@@ -17,93 +17,131 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+from affectflow.commands._options import add_config_options, build, given
+from flows.config import OrchestrationConfig, RebuildConfig
 from pipeline.errors import InputError
 
 # How long `--dask-address` may take to accept a TCP connection before the run is refused.
 SCHEDULER_TIMEOUT_S = 10
 
+# RebuildConfig fields that are not plain options: nested training dicts (--ucln-epochs, --fusion-epochs,
+# or a deployment's parameters), the extraction config (--extract-config FILE), the orchestration
+# (its own generated options).
+_NOT_OPTIONS = ("ucln", "ucln_model", "fusion_train", "fusion_model", "extract", "orchestration")
+_FIELDS: dict[str, list[str]] = {}
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run the whole pipeline (Prefect flow 'rebuild'); default: embedded MOSI")
     p.add_argument("corpus", nargs="?", default=None, help="raw-video corpus (default: the embedded MOSI features)")
-    p.add_argument("--store", default="store", help="feature store directory (default: ./store)")
-    p.add_argument("--out", default="runs", help="runs, report and Prefect state (default: ./runs)")
-    p.add_argument("--dataset", default="mosi", help="dataset name in the store (default: mosi)")
-    p.add_argument("--fusion", nargs="+", default=["argf"], metavar="MODEL", help="fusion models (default: argf)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--split", default="valid", help="split the metrics are reported on (default: valid)")
+    _FIELDS["rebuild"] = add_config_options(p, RebuildConfig, skip=("corpus", *_NOT_OPTIONS))
+    _FIELDS["orchestration"] = add_config_options(p.add_argument_group("orchestration"), OrchestrationConfig,
+                                                  dest_prefix="orch_")
     p.add_argument("--ucln-epochs", type=int, default=None, help="upper bound on UCLN epochs")
     p.add_argument("--fusion-epochs", type=int, default=None, help="upper bound on fusion-model epochs")
-    p.add_argument("--cross-fit", type=int, default=None, metavar="K",
-                   help="folds (grouped by video) for the training rows' UCLN context features (default 5; 0 = "
-                        "in-sample, which leaks the training labels into the fusion model's inputs)")
-    p.add_argument("--task-runner", choices=["threads", "dask"], default=None,
-                   help="how per-video tasks run: local threads (default), or Dask: a LocalCluster of "
-                        "--workers workers, or the cluster at --dask-address")
-    p.add_argument("--dask-address", default=None, metavar="tcp://HOST:PORT",
-                   help="run per-video extraction on this existing Dask scheduler's workers (implies dask)")
-    p.add_argument("--workers", type=int, default=2, help="threads / Dask workers (default: 2)")
-    p.add_argument("--retries", type=int, default=2, help="retries of a per-video task on transient errors")
-    p.add_argument("--max-error-rate", type=float, default=0.5,
-                   help="fail extraction when more than this share of videos fail (default: 0.5)")
     p.add_argument("--extract-config", default=None, help="extraction config file (JSON/YAML/TOML)")
-    p.add_argument("--feature-set", default=None, help="feature set for extracted features (default: extracted)")
     p.add_argument("--extract-only", action="store_true", help="only extract CORPUS into the store (flow extract-corpus)")
+    p.add_argument("--plan", action="store_true", help="print the stage graph (stages, keys, cached or not) and exit")
     p.add_argument("--item-fn", default=None, help=argparse.SUPPRESS)  # per-video function, for tests/benches
     p.add_argument("--no-report", action="store_true", help="skip plots and artifacts")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_run)
 
 
-def _run(args: argparse.Namespace) -> int:
-    from flows import configure_prefect
-    from pipeline.crossfit import check_cross_fit
-
-    if args.cross_fit is not None:
-        check_cross_fit(args.cross_fit)
-
-    home = configure_prefect(Path(args.out) / ".prefect")
-    from pipeline.logs import to_terminal
-
-    to_terminal()  # stage, epoch, per-video and metric lines (+ progress bars on a terminal)
-    from prefect.exceptions import FailedRun
-
-    from flows.rebuild import RebuildConfig, rebuild
-
-    orchestration = orchestration_params(args)
-    extract = None
+def config_from_args(args: argparse.Namespace) -> RebuildConfig:
+    """The rebuild's config: RebuildConfig's defaults, then the options given (defaults written once)."""
+    values = given(args, _FIELDS["rebuild"])
+    defaults = RebuildConfig()
+    if args.ucln_epochs:
+        values["ucln"] = {**defaults.ucln, "epochs": args.ucln_epochs}
+    if args.fusion_epochs:
+        values["fusion_train"] = {**defaults.fusion_train, "epochs": args.fusion_epochs}
     if args.extract_config:
         from pipeline.extract import load_config
 
-        extract = load_config(args.extract_config).model_dump(mode="json")
-    if args.extract_only:
-        if not args.corpus:
-            print("affectflow run: --extract-only needs a CORPUS", file=sys.stderr)
-            return 2
-        return _extract_only(args, extract, orchestration, FailedRun)
-    defaults = RebuildConfig()
-    ucln = dict(defaults.ucln)
-    fusion_train = dict(defaults.fusion_train)
-    if args.ucln_epochs:
-        ucln["epochs"] = args.ucln_epochs
-    if args.fusion_epochs:
-        fusion_train["epochs"] = args.fusion_epochs
-    t0 = time.perf_counter()
-    print(f"affectflow run: {args.corpus or 'embedded MOSI (data/mosi)'} -> store {args.store}, "
-          f"outputs {args.out} (Prefect home {home})", flush=True)
+        values["extract"] = load_config(args.extract_config).model_dump(mode="json")
+    orch = build(OrchestrationConfig, given(args, _FIELDS["orchestration"], "orch_"), "orchestration options")
+    if orch.dask_address:  # refused here, in one line, rather than as a failed run
+        url = urlparse(orch.dask_address)
+        try:
+            socket.create_connection((url.hostname, url.port), timeout=SCHEDULER_TIMEOUT_S).close()
+        except OSError as e:
+            raise InputError(f"no Dask scheduler reachable at {orch.dask_address} ({e})") from e
+    values["orchestration"] = orch
+    cfg = build(RebuildConfig, {"corpus": args.corpus, **values}, "run options")
+    from pipeline.crossfit import check_cross_fit
+
+    check_cross_fit(cfg.cross_fit)
+    return cfg
+
+
+def _plan(cfg: RebuildConfig) -> int:
+    from flows.graph import feature_set_digest, format_plan, plan
+    from pipeline.store import feature_set_path
+
+    store, out = Path(cfg.store).resolve(), Path(cfg.out).resolve()
+    raw = None
+    if cfg.corpus is not None:
+        if not feature_set_path(store, cfg.dataset, cfg.raw_set).is_file():
+            print(f"extraction of {cfg.corpus} runs first; the stages after it are keyed on its output "
+                  f"(no {cfg.dataset}/{cfg.raw_set} in {store} yet)")
+            return 0
+        raw = feature_set_digest(store, cfg.dataset, cfg.raw_set)
+        print(f"extraction of {cfg.corpus} runs first (per-video cache); keys below assume it leaves "
+              f"{cfg.dataset}/{cfg.raw_set} unchanged")
+    print(format_plan(plan(cfg, store, out, raw)))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    if args.plan:
+        return _plan(cfg)
+    from pipeline.logs import to_terminal
+
+    to_terminal()  # stage, epoch, per-video and metric lines (+ progress bars on a terminal)
+    if args.extract_only and not args.corpus:
+        print("affectflow run: --extract-only needs a CORPUS", file=sys.stderr)
+        return 2
+    import os
+
+    from flows import configure_prefect
+
+    home = configure_prefect(Path(cfg.out) / ".prefect")
+    server = None
+    if not os.environ.get("PREFECT_API_URL"):
+        # Our own temporary server (not Prefect's ephemeral one): it dies with this process, even on kill -9.
+        from flows import server as prefect_server
+
+        server = prefect_server.start(home / "server.log")
+        os.environ["PREFECT_API_URL"] = server.url
     try:
-        summary = rebuild(corpus=args.corpus, store=args.store, out=args.out, dataset=args.dataset,
-                          fusion=args.fusion, ucln=ucln, fusion_train=fusion_train, seed=args.seed,
-                          split=args.split, extract=extract, orchestration=orchestration,
-                          raw_features=args.feature_set, report=not args.no_report, cross_fit=args.cross_fit)
-    except FailedRun as e:
+        from prefect.exceptions import FailedRun
+
+        if args.extract_only:
+            return _extract_only(args, cfg, FailedRun)
+        return _rebuild(args, cfg, home, FailedRun)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _rebuild(args: argparse.Namespace, cfg: RebuildConfig, home: Path, failed_run: type) -> int:
+    from flows.rebuild import rebuild
+
+    t0 = time.perf_counter()
+    print(f"affectflow run: {cfg.corpus or 'embedded MOSI (data/mosi)'} -> store {cfg.store}, "
+          f"outputs {cfg.out} (Prefect home {home})", flush=True)
+    try:
+        summary = rebuild(**cfg.model_dump(mode="json"), report=not args.no_report)
+    except failed_run as e:
         print(f"affectflow run: failed: {e}", file=sys.stderr)
         return 1
     wall = time.perf_counter() - t0
     if args.json:
         print(json.dumps({**summary, "wall_s": wall}, indent=2, default=str))
         return 0
-    print(format_table(summary, args.split))
+    print(format_table(summary, cfg.split))
     print(f"stages recomputed: {sum(bool(s['recomputed']) for s in summary['stages'])}/{len(summary['stages'])}"
           f"; wall {wall:.1f} s")
     if "report" in summary:
@@ -111,38 +149,14 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def orchestration_params(args: argparse.Namespace) -> dict:
-    """The flows' ``orchestration`` parameter, checked here so a bad address is one line, not a failed run:
-    the values must form an OrchestrationConfig and a given Dask scheduler must accept connections."""
-    from pydantic import ValidationError
-
-    from flows.tasks import OrchestrationConfig
-
-    params = {"max_workers": args.workers, "dask_workers": args.workers, "retries": args.retries,
-              "max_error_rate": args.max_error_rate}
-    params.update({k: v for k, v in (("task_runner", args.task_runner), ("dask_address", args.dask_address)) if v})
-    try:
-        cfg = OrchestrationConfig(**params)
-    except ValidationError as e:
-        raise InputError("; ".join(".".join(map(str, err["loc"])) + (": " if err["loc"] else "")
-                                   + err["msg"].removeprefix("Value error, ") for err in e.errors())) from e
-    if cfg.dask_address:
-        url = urlparse(cfg.dask_address)
-        try:
-            socket.create_connection((url.hostname, url.port), timeout=SCHEDULER_TIMEOUT_S).close()
-        except OSError as e:
-            raise InputError(f"no Dask scheduler reachable at {cfg.dask_address} ({e})") from e
-    return params
-
-
-def _extract_only(args: argparse.Namespace, extract: dict | None, orchestration: dict, failed_run: type) -> int:
+def _extract_only(args: argparse.Namespace, cfg: RebuildConfig, failed_run: type) -> int:
     from flows.extract_corpus import DEFAULT_ITEM_FN, extract_corpus
 
     t0 = time.perf_counter()
     try:
-        summary = extract_corpus(corpus=args.corpus, store=args.store, dataset=args.dataset,
-                                 feature_set=args.feature_set or "extracted", extract=extract,
-                                 orchestration=orchestration, item_fn=args.item_fn or DEFAULT_ITEM_FN)
+        summary = extract_corpus(corpus=cfg.corpus, store=cfg.store, dataset=cfg.dataset, feature_set=cfg.raw_set,
+                                 extract=cfg.extract, orchestration=cfg.orchestration.model_dump(),
+                                 item_fn=args.item_fn or DEFAULT_ITEM_FN)
     except failed_run as e:
         print(f"affectflow run: extraction failed: {e}", file=sys.stderr)
         return 1

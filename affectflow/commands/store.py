@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from pipeline.store import format_summary, store_summary
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("store", help="inspect a feature store")
@@ -18,6 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _info(args: argparse.Namespace) -> int:
+    from pipeline.store import format_summary, store_summary
+
     rows = store_summary(args.store)
     print(json.dumps(rows, indent=2) if args.json else format_summary(rows))
     return 1 if any("error" in r for r in rows) else 0

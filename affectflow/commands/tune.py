@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from affectflow.commands._trainargs import add_train_args, build_config, parse_features
+from affectflow.commands.train import add_train_args, build_config, parse_features
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from models.modalities import MODALITIES
 from pipeline.errors import InputError
 from pipeline.importers.common import note, read_segments_table, require_file
 from pipeline.importers.splits import get_policy
@@ -25,7 +26,6 @@ from pipeline.safe_pickle import safe_load
 from pipeline.store import FeatureSet, ModalitySpec, Producer, make_meta, write_feature_set
 
 SECTIONS = ("train", "test")
-KNOWN_MODALITIES = ("text", "audio", "video")
 DEFAULT_FEATURE_SET = "bclstm-context"
 
 
@@ -40,13 +40,13 @@ def _check_layout(d: object, origin: str) -> tuple[list[str], list[str]]:
     """Modalities and sections present; raises on wrong keys or shapes."""
     if not isinstance(d, dict):
         raise InputError(f"expected a dict of arrays, found {type(d).__name__}", path=origin)
-    mods = [m for m in KNOWN_MODALITIES if f"{m}_train" in d]
+    mods = [m for m in MODALITIES if f"{m}_train" in d]
     required = [f"{m}_train" for m in mods] + ["train_mask", "train_label"]
     absent = [k for k in required if k not in d]
     if not mods or absent:
         raise InputError(
             f"wrong keys: expected {{text,audio,video}}_train, train_mask, train_label (test keys optional); "
-            f"missing {absent or ['any of ' + ', '.join(f'{m}_train' for m in KNOWN_MODALITIES)]}; "
+            f"missing {absent or ['any of ' + ', '.join(f'{m}_train' for m in MODALITIES)]}; "
             f"found {sorted(map(str, d))}",
             path=origin,
         )
