@@ -1,6 +1,6 @@
 """Quick check that ARGF learns on real MOSI context features, honest-mosi protocol (valid only).
 
-Not the benchmark (that is bench/argf_mosi.py, engineer C): a self-contained loop so the model can be
+Not the benchmark (that is bench/argf_mosi.py): a self-contained loop so the model can be
 checked before the trainer exists. Usage:
     .venv/bin/python bench/argf_sanity.py [PICKLE] [--epochs N] [--patience N] [--standardize]
         [--seeds 0 1 2] [--set key=value ...]

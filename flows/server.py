@@ -10,9 +10,7 @@ exits stop it in :meth:`Server.stop`. Importing this module imports neither Pref
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -24,8 +22,6 @@ from pathlib import Path
 
 from flows import hooks
 from pipeline.errors import AffectflowError
-
-_PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -75,17 +71,15 @@ def start(log: Path, timeout_s: float = 90.0) -> Server:
 
 
 def _die_with(parent: int) -> None:
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    from pipeline.procs import die_with_parent
 
-    def watch() -> None:
+    die_with_parent(parent)
+
+    def watch() -> None:  # where PR_SET_PDEATHSIG is not available
         while os.getppid() == parent:
             time.sleep(0.5)
         os._exit(0)
 
-    if os.getppid() != parent:  # the parent died before the request took effect
-        os._exit(0)
     threading.Thread(target=watch, daemon=True, name="parent-watchdog").start()
 
 

@@ -16,6 +16,7 @@ The result is a YAML file of TrainConfig fields that ``affectflow train --config
 from __future__ import annotations
 
 import multiprocessing
+import os
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -72,7 +73,10 @@ def apply_params(base: TrainConfig, params: dict[str, Any]) -> TrainConfig:
 _WORKER_PREP: PreparedData | None = None  # the data, sent once to each worker process
 
 
-def _init_worker(prep: PreparedData) -> None:
+def _init_worker(prep: PreparedData, parent: int) -> None:
+    from pipeline.procs import die_with_parent
+
+    die_with_parent(parent)  # a killed tune leaves no trainer behind
     global _WORKER_PREP
     _WORKER_PREP = prep
 
@@ -107,7 +111,7 @@ def tune(
     trials: list[dict] = []
     seeds = tcfg.seeds or [base.seed]
     pool = (ProcessPoolExecutor(min(tcfg.workers, len(seeds)), mp_context=multiprocessing.get_context("spawn"),
-                                initializer=_init_worker, initargs=(prep,))
+                                initializer=_init_worker, initargs=(prep, os.getpid()))
             if tcfg.workers > 1 and len(seeds) > 1 else None)
 
     def objective(trial: optuna.Trial) -> float:
