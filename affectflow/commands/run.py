@@ -123,7 +123,17 @@ def _run(args: argparse.Namespace) -> int:
         return _rebuild(args, cfg, home, FailedRun)
     finally:
         if server is not None:
+            _send_queued_logs()
             server.stop()
+
+
+def _send_queued_logs() -> None:
+    """Deliver the run logs still queued for the API before the temporary server goes (else Prefect's
+    log worker prints "Error logging to API" at exit)."""
+    if "prefect" in sys.modules:
+        from prefect.logging.handlers import APILogHandler
+
+        APILogHandler().flush()
 
 
 def _rebuild(args: argparse.Namespace, cfg: RebuildConfig, home: Path, failed_run: type) -> int:
