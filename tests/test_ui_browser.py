@@ -125,7 +125,7 @@ def test_report_images_load_and_metrics_show_accuracy(ui: str, browser: webdrive
                                                       artifacts: dict[str, dict], shots: Path,
                                                       request: pytest.FixtureRequest) -> None:
     report = artifacts["rebuild-report-mosi"]
-    assert report["type"] == "markdown" and report["images"] == 4, report  # confusion, curves, t-SNE, GFN
+    assert report["type"] == "markdown" and report["images"] == 5, report  # confusion, curves, t-SNE, GFN, audit
     prefix = "/v2" if ui == "v2" else ""
     open_page(browser, f"{ui_base(request)}{prefix}/artifacts/artifact/{report['id']}",
               IMAGES_LOADED.format(n=report["images"]))
