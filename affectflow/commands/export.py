@@ -14,8 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Write each vector modality of a feature set as a .csd file. Feature sets imported "
         "from .csd files come back with their original root name, metadata and dtypes.",
     )
-    cs.add_argument("--store", required=True, help="store directory")
-    cs.add_argument("--dataset", required=True, help="dataset name")
+    _source(cs)
     cs.add_argument("--feature-set", required=True, help="feature set name")
     cs.add_argument("--out", required=True, help="output directory")
     cs.add_argument("--modalities", nargs="+", help="only these modalities (default: all)")
@@ -26,11 +25,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Write a feature set (or text=A,audio=B,video=C) as the pickle MMSA's data loader reads "
         "(custom_feature / featurePath). One step per utterance; missing cells are written as zeros.",
     )
-    mm.add_argument("--store", required=True, help="store directory")
-    mm.add_argument("--dataset", required=True, help="dataset name")
+    _source(mm)
     mm.add_argument("--features", help="feature set, or text=A,audio=B,video=C (default: the dataset's own)")
     mm.add_argument("--out", required=True, help="output .pkl file")
     mm.set_defaults(func=_mmsa)
+
+
+def _source(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", required=True, help="store directory")
+    p.add_argument("--dataset", required=True, help="dataset name")
 
 
 def _csd(args: argparse.Namespace) -> int:
