@@ -10,7 +10,7 @@ back where it started has slid off its feature).
 from __future__ import annotations
 
 import importlib.util
-from functools import lru_cache
+import threading
 from pathlib import Path
 
 import cv2
@@ -41,14 +41,21 @@ def landmark_model_path() -> Path:
     return path
 
 
-@lru_cache(maxsize=1)
-def models():  # noqa: ANN201 - dlib objects
-    import dlib  # imported lazily: 0.5 s, only paid by runs that do visual work
+_MODELS = threading.local()  # per thread: dlib's detector and predictor are not documented as thread-safe
 
-    # one thread per process: extraction runs one process per core, and OpenCV's own pool (as many
-    # threads as cores) would only oversubscribe them for 68-point flows on 320-px frames
-    cv2.setNumThreads(1)
-    return dlib, dlib.get_frontal_face_detector(), dlib.shape_predictor(str(landmark_model_path()))
+
+def models():  # noqa: ANN201 - dlib objects
+    """dlib, its face detector and the 68-point predictor, built once per thread: the Prefect thread
+    runner may track two videos at once, and sharing one detector between threads has crashed the
+    process (heap corruption)."""
+    if not hasattr(_MODELS, "value"):
+        import dlib  # imported lazily: 0.5 s, only paid by runs that do visual work
+
+        # one thread per process: extraction runs one process per core, and OpenCV's own pool (as many
+        # threads as cores) would only oversubscribe them for 68-point flows on 320-px frames
+        cv2.setNumThreads(1)
+        _MODELS.value = (dlib, dlib.get_frontal_face_detector(), dlib.shape_predictor(str(landmark_model_path())))
+    return _MODELS.value
 
 
 def box_from_landmarks(pts: np.ndarray) -> tuple[float, float, float, float]:
